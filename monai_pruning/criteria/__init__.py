@@ -1,0 +1,46 @@
+"""
+Pure maths of the pruning methods: no engines, no hooks, no networks.
+
+``sauron`` holds the Sauron distances (delta_opt, delta_prune) and its threshold schedule; ``taylor`` holds the
+TaylorFO importance scores and the global selection of channels to remove.
+"""
+
+from __future__ import annotations
+
+from .sauron import (
+    DeltaPruneAccumulator,
+    ThresholdSchedule,
+    channels_to_cut,
+    delta_opt,
+    delta_opt_penalty,
+    delta_prune,
+)
+from .taylor import (
+    REDUCTION_MODES,
+    TaylorAccumulator,
+    fraction_to_count,
+    layerwise_l2_normalize,
+    normalize_output_gradient,
+    normalize_output_gradients,
+    reduce_contributions,
+    select_global_lowest,
+    taylor_channel_contributions,
+)
+
+__all__ = [
+    "DeltaPruneAccumulator",
+    "ThresholdSchedule",
+    "channels_to_cut",
+    "delta_opt",
+    "delta_opt_penalty",
+    "delta_prune",
+    "REDUCTION_MODES",
+    "TaylorAccumulator",
+    "fraction_to_count",
+    "layerwise_l2_normalize",
+    "normalize_output_gradient",
+    "normalize_output_gradients",
+    "reduce_contributions",
+    "select_global_lowest",
+    "taylor_channel_contributions",
+]

@@ -1,0 +1,468 @@
+"""
+The maths of Sauron (Valverde, Shatillo, Tohka; arXiv 2209.13590): the clustering regulariser delta_opt, the pruning
+score delta_prune, and the per-group threshold schedule that decides when a group's threshold tau is raised.
+
+Everything here works on channel-first feature maps ``(B, C, *spatial)`` with 1, 2 or 3 spatial dims and knows
+nothing about engines, hooks or networks; the Ignite handler feeds it the captured maps and applies the cuts.
+
+Deliberate departures from the original code (see ``reference/sauron.md``):
+
+- the 3D distances reduce over *all* spatial axes (the original reduced over axes (2, 3) only);
+- a layer with a single channel contributes no delta_opt term instead of a NaN mean of an empty tensor;
+- epsilons in the min-max normalisation and inside the square root keep values and gradients finite;
+- the validation condition of the schedule compares the last metric with the *earlier* values, so it can block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "delta_opt",
+    "delta_opt_penalty",
+    "delta_prune",
+    "DeltaPruneAccumulator",
+    "ThresholdSchedule",
+    "channels_to_cut",
+]
+
+_POOL_FUNCTIONS = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+def _check_feature_map(features: Any, where: str) -> None:
+    """Fail early, in one line, on anything that is not a floating (B, C, *spatial) tensor with 1-3 spatial dims."""
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(f"{where}: `features` must be a torch.Tensor, got {type(features).__name__}.")
+    if features.ndim not in (3, 4, 5):
+        raise ValueError(
+            f"{where}: `features` must be channel-first (B, C, *spatial) with 1 to 3 spatial dims, "
+            f"got shape {tuple(features.shape)}."
+        )
+    if not features.is_floating_point():
+        raise TypeError(f"{where}: `features` must be a floating-point tensor, got dtype {features.dtype}.")
+    if any(size == 0 for size in features.shape[2:]) or features.shape[0] == 0:
+        raise ValueError(f"{where}: `features` has an empty batch or spatial axis, shape {tuple(features.shape)}.")
+
+
+def _at_least_float32(features: torch.Tensor) -> torch.Tensor:
+    """Half-precision maps (autocast) are promoted: an epsilon of 1e-8 underflows to 0 in float16."""
+    if features.dtype in (torch.float16, torch.bfloat16):
+        return features.float()
+    return features
+
+
+def _pool_2x(features: torch.Tensor) -> torch.Tensor:
+    """
+    2x average pooling with stride 2 along every spatial axis, as in the paper; an axis of size 1 is left as it is
+    (a kernel of 2 would not fit). An odd size drops its last slice, like ``torch.nn.AvgPool`` does.
+    """
+    kernel = tuple(2 if size >= 2 else 1 for size in features.shape[2:])
+    return _POOL_FUNCTIONS[features.ndim - 2](features, kernel_size=kernel, stride=kernel)
+
+
+def _spatial_mean_square(diff: torch.Tensor) -> torch.Tensor:
+    """Mean of the squared differences over all spatial axes: (B, C, *spatial) -> (B, C)."""
+    return diff.pow(2).flatten(2).mean(dim=-1)
+
+
+def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """
+    Distances of every channel to channel 0 that the clustering regulariser minimises (sauron.md section 2.1).
+
+    Each map is min-max normalised per sample and channel over all spatial axes, so the regulariser pulls channels
+    towards the *shape* of channel 0, not its scale; the normalised maps are 2x average pooled and compared by RMS
+    distance over all spatial axes.
+
+    Args:
+        features: (B, C, *spatial) feature maps of one layer, 1 to 3 spatial dims.
+        eps: added to the min-max range (a constant map normalises to 0 instead of 0/0) and inside the square root
+            (the gradient of the distance stays finite where two maps coincide, whose distance is then ``sqrt(eps)``).
+
+    Returns:
+        (B, C - 1) RMS distances, unitless (normalised maps lie in [0, 1]); an empty (B, 0) tensor when C < 2.
+        Differentiable with respect to ``features``. Half-precision input is computed and returned in float32.
+
+    Note:
+        The normalisation is scale invariant, so the gradient scales like 1 / (max - min): a nearly constant map
+        receives a large (but finite) gradient.
+    """
+    _check_feature_map(features, "delta_opt")
+    features = _at_least_float32(features)
+    batch, channels = features.shape[:2]
+    if channels < 2:
+        return features.new_zeros((batch, 0))
+    flat = features.flatten(2)
+    low = flat.amin(dim=-1).reshape(batch, channels, *([1] * (features.ndim - 2)))
+    high = flat.amax(dim=-1).reshape(batch, channels, *([1] * (features.ndim - 2)))
+    pooled = _pool_2x((features - low) / (high - low + eps))
+    return torch.sqrt(_spatial_mean_square(pooled[:, 1:] - pooled[:, :1]) + eps)
+
+
+def delta_opt_penalty(feature_maps: Sequence[torch.Tensor], eps: float = 1e-8) -> torch.Tensor:
+    """
+    The regulariser term R added to the loss (before its weight lambda): mean over layers of each layer's mean
+    delta_opt distance.
+
+    Layers with fewer than two channels have no distance to minimise and are skipped rather than counted as a
+    constant, so the per-layer weight does not depend on how many layers have collapsed; with no layer left the
+    result is a zero scalar, never NaN, that requires grad when any input map does (so ``backward()`` still works).
+
+    Args:
+        feature_maps: one (B, C, *spatial) tensor per regularised layer; shapes may differ between layers.
+        eps: see :func:`delta_opt`.
+
+    Returns:
+        A scalar tensor on the device of the first map (float32 for half-precision maps).
+    """
+    if isinstance(feature_maps, torch.Tensor) or not isinstance(feature_maps, Sequence):
+        raise TypeError(
+            f"delta_opt_penalty: `feature_maps` must be a list of tensors, got {type(feature_maps).__name__}."
+        )
+    layer_means = []
+    for index, features in enumerate(feature_maps):
+        _check_feature_map(features, f"delta_opt_penalty (feature_maps[{index}])")
+        if features.shape[1] >= 2:
+            layer_means.append(delta_opt(features, eps=eps).mean())
+    if layer_means:
+        return torch.stack(layer_means).mean()
+    if not feature_maps:
+        return torch.zeros(())
+    reference = _at_least_float32(feature_maps[0])
+    needs_grad = any(features.requires_grad for features in feature_maps)
+    return reference.new_zeros(()).requires_grad_(needs_grad)
+
+
+def delta_prune(features: torch.Tensor, reference: int, eps: float = 1e-15) -> torch.Tensor:
+    """
+    Pruning score of every channel of one layer: its distance to a reference channel (sauron.md section 3.1).
+
+    Unlike delta_opt the maps are *raw* (a channel that is a scaled copy of the reference is still far from it); the
+    2x average pooled maps are compared by RMS distance over all spatial axes, each sample's distances are divided by
+    their maximum over channels so that every sample weighs the same, and the result is averaged over the batch.
+
+    Args:
+        features: (B, C, *spatial) feature maps of one layer, 1 to 3 spatial dims. Detached: not differentiable.
+        reference: index of the reference channel, in [0, C).
+        eps: added to each sample's maximum distance so that a sample whose channels all equal the reference gives
+            zeros instead of 0/0 (the original value 1e-15; raw maps can be small, so a larger value would bias).
+
+    Returns:
+        (C,) scores in [0, 1], unitless; the reference channel scores exactly 0.
+    """
+    _check_feature_map(features, "delta_prune")
+    channels = features.shape[1]
+    if isinstance(reference, bool) or not isinstance(reference, int) or not 0 <= reference < channels:
+        raise ValueError(f"delta_prune: `reference` must be a channel index in [0, {channels}), got {reference!r}.")
+    with torch.no_grad():
+        pooled = _pool_2x(_at_least_float32(features.detach()))
+        distances = torch.sqrt(_spatial_mean_square(pooled - pooled[:, reference : reference + 1]))
+        distances = distances / (distances.amax(dim=1, keepdim=True) + eps)
+        scores = distances.mean(dim=0)
+        scores[reference] = 0.0
+    return scores
+
+
+class DeltaPruneAccumulator:
+    """
+    Average of :func:`delta_prune` over several batches of one layer.
+
+    The original code decided from the last minibatch only, with a fresh random reference at every forward pass; here
+    the reference is drawn once per accumulation window (from the caller's generator, so a seeded run is
+    reproducible) and the scores of all batches in the window, all measured against that same reference, are
+    averaged per sample (a batch of 4 weighs twice a batch of 2).
+
+    After the layer has been cut, call :meth:`reset`: an update with a different channel count is refused.
+
+    Args:
+        generator: the random generator the reference channel is drawn from.
+
+    Example::
+
+        acc = DeltaPruneAccumulator(torch.Generator().manual_seed(0))
+        for features in maps_of_this_epoch:
+            acc.update(features)
+        scores, reference = acc.compute()
+        acc.reset()
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"DeltaPruneAccumulator: `generator` must be a torch.Generator, got {type(generator).__name__}."
+            )
+        self.generator = generator
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new window: the next update draws a new reference and may have any channel count."""
+        self._reference: int | None = None
+        self._channels: int | None = None
+        self._score_sum: torch.Tensor | None = None
+        self._num_samples = 0
+
+    @property
+    def reference(self) -> int | None:
+        """The reference channel of the current window, None before the first update."""
+        return self._reference
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples accumulated in the current window."""
+        return self._num_samples
+
+    def update(self, features: torch.Tensor) -> None:
+        """Add one batch of (B, C, *spatial) feature maps of the layer."""
+        _check_feature_map(features, "DeltaPruneAccumulator.update")
+        channels = features.shape[1]
+        if self._reference is None:
+            draw = torch.randint(channels, (1,), generator=self.generator, device=self.generator.device)
+            self._reference = int(draw.item())
+            self._channels = channels
+        elif channels != self._channels:
+            raise ValueError(
+                f"DeltaPruneAccumulator.update: got {channels} channels but this window started with "
+                f"{self._channels}; call reset() after cutting the layer."
+            )
+        batch_scores = delta_prune(features, self._reference) * features.shape[0]
+        if self._score_sum is None:
+            self._score_sum = batch_scores
+        else:
+            self._score_sum = self._score_sum + batch_scores.to(self._score_sum.device)
+        self._num_samples += features.shape[0]
+
+    def compute(self) -> tuple[torch.Tensor, int]:
+        """Return the (C,) per-sample mean of delta_prune over the window and the window's reference channel."""
+        if self._score_sum is None or self._reference is None:
+            raise RuntimeError("DeltaPruneAccumulator.compute: no feature maps were accumulated since the last reset.")
+        return self._score_sum / self._num_samples, self._reference
+
+
+def channels_to_cut(scores: torch.Tensor, reference: int, tau: float, min_channels: int = 1) -> list[int]:
+    """
+    Channels of one group to remove: those whose delta_prune score is below ``tau``, never the reference.
+
+    The original code had no floor, so a layer could shrink to its reference alone. When the cut would leave fewer
+    than ``min_channels``, the candidates with the *highest* scores are kept: they are the ones farthest from the
+    reference, i.e. the least redundant with the channel that survives anyway. Equal scores keep the lower index.
+    A group that already has fewer than ``min_channels`` channels loses none.
+
+    Args:
+        scores: (C,) delta_prune scores of the group.
+        reference: the reference channel, always kept.
+        tau: the group's threshold.
+        min_channels: the fewest channels the group may keep, at least 1.
+
+    Returns:
+        Sorted channel indices to remove.
+    """
+    if not isinstance(scores, torch.Tensor) or scores.ndim != 1:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"channels_to_cut: `scores` must be a 1D (C,) tensor, got {shape}.")
+    channels = scores.shape[0]
+    if isinstance(reference, bool) or not isinstance(reference, int) or not 0 <= reference < channels:
+        raise ValueError(f"channels_to_cut: `reference` must be a channel index in [0, {channels}), got {reference!r}.")
+    if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
+        raise ValueError(f"channels_to_cut: `min_channels` must be an int >= 1, got {min_channels!r}.")
+    values = scores.detach().cpu().tolist()
+    candidates = [c for c, value in enumerate(values) if value < tau and c != reference]
+    removable = max(channels - min_channels, 0)
+    if len(candidates) > removable:
+        # lowest scores first; on equal scores the higher index goes first so the lower index is kept
+        candidates = sorted(candidates, key=lambda c: (values[c], -c))[:removable]
+    return sorted(candidates)
+
+
+class ThresholdSchedule:
+    """
+    The per-group thresholds tau of Sauron and the rule that raises them (sauron.md section 3.4).
+
+    Each group's tau walks up the admissible values ``linspace(tau_start, tau_max, kappa + 1)`` one step at a time.
+    Called once per epoch end, :meth:`update` does for every group: if its patience counter is positive, decrement
+    it; otherwise, if training has converged for that group, move tau one step up (staying at ``tau_max`` once there)
+    and set the counter to ``patience``. Converged means all of:
+
+    - training-loss plateau: at least ``patience + 1`` losses are recorded and the last one is neither below the
+      minimum nor above the maximum of the previous ``patience`` ones;
+    - validation stalled: the last validation metric is not a new best compared with the *earlier* ones (strictly
+      greater for ``metric_mode="max"``, strictly smaller for ``"min"``; a single value counts as a new best).
+      With no validation metric recorded at all this condition does not block, so runs without a validation set
+      still prune (the original code then never raised tau);
+    - the group removed fewer than ``ceil(mu * width_before)`` channels in its last cut.
+
+    Groups are registered lazily at ``tau_start`` (the first time :meth:`update` or :meth:`threshold` sees them).
+
+    Args:
+        tau_start: first threshold, in delta_prune units ([0, 1]).
+        tau_max: last threshold.
+        kappa: number of steps from ``tau_start`` to ``tau_max``.
+        patience: rho, epochs without a rise after each rise; also the plateau window. At least 1.
+        mu: fraction of a group's channels; a cut of at least ``ceil(mu * width)`` channels means the group is still
+            shrinking at its current tau and must not rise yet.
+        metric_mode: ``"max"`` when a higher validation metric is better (Dice), ``"min"`` for a loss.
+    """
+
+    def __init__(
+        self,
+        tau_start: float = 0.001,
+        tau_max: float = 0.3,
+        kappa: int = 15,
+        patience: int = 5,
+        mu: float = 0.02,
+        metric_mode: str = "max",
+    ) -> None:
+        if not 0.0 <= float(tau_start) <= float(tau_max):
+            raise ValueError(
+                f"ThresholdSchedule: need 0 <= tau_start <= tau_max, got tau_start={tau_start}, tau_max={tau_max}."
+            )
+        if isinstance(kappa, bool) or not isinstance(kappa, int) or kappa < 1:
+            raise ValueError(f"ThresholdSchedule: `kappa` must be an int >= 1, got {kappa!r}.")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"ThresholdSchedule: `patience` must be an int >= 1, got {patience!r}.")
+        if not 0.0 <= float(mu) <= 1.0:
+            raise ValueError(f"ThresholdSchedule: `mu` must be in [0, 1], got {mu!r}.")
+        if metric_mode not in ("max", "min"):
+            raise ValueError(f"ThresholdSchedule: `metric_mode` must be 'max' or 'min', got {metric_mode!r}.")
+        self.tau_start = float(tau_start)
+        self.tau_max = float(tau_max)
+        self.kappa = kappa
+        self.patience = patience
+        self.mu = float(mu)
+        self.metric_mode = metric_mode
+        step = (self.tau_max - self.tau_start) / kappa
+        self.levels: list[float] = [self.tau_start + i * step for i in range(kappa)] + [self.tau_max]
+        self._step: dict[str, int] = {}
+        self._wait: dict[str, int] = {}
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Current tau of every registered group."""
+        return {group: self.levels[step] for group, step in self._step.items()}
+
+    @property
+    def patience_left(self) -> dict[str, int]:
+        """Epochs each group still waits before its next rise can be considered."""
+        return dict(self._wait)
+
+    def threshold(self, group: str) -> float:
+        """The tau of ``group``, registering it at ``tau_start`` if it is new."""
+        self._register(group, "threshold")
+        return self.levels[self._step[group]]
+
+    def _register(self, group: Any, where: str) -> None:
+        if not isinstance(group, str):
+            raise TypeError(f"ThresholdSchedule.{where}: group names must be str, got {type(group).__name__}.")
+        if group not in self._step:
+            self._step[group] = 0
+            self._wait[group] = 0
+
+    def training_loss_plateaued(self, train_losses: Sequence[float]) -> bool:
+        """True when the last of at least ``patience + 1`` losses lies within the range of the ``patience`` before."""
+        if len(train_losses) < self.patience + 1:
+            return False
+        last = float(train_losses[-1])
+        previous = [float(value) for value in train_losses[-self.patience - 1 : -1]]
+        return min(previous) <= last <= max(previous)
+
+    def validation_stalled(self, val_metrics: Sequence[float]) -> bool:
+        """True unless the last validation metric beats every earlier one; True when none was recorded."""
+        if len(val_metrics) == 0:
+            return True
+        last = float(val_metrics[-1])
+        earlier = [float(value) for value in val_metrics[:-1]]
+        if not earlier:
+            return False
+        if self.metric_mode == "max":
+            return not last > max(earlier)
+        return not last < min(earlier)
+
+    def update(
+        self,
+        train_losses: Sequence[float],
+        val_metrics: Sequence[float],
+        last_cut: Mapping[str, tuple[int, int]],
+    ) -> dict[str, float]:
+        """
+        Apply the end-of-epoch rule to every group and return the thresholds to cut with now.
+
+        Args:
+            train_losses: the training loss of every epoch so far, oldest first (this epoch's last).
+            val_metrics: every validation metric recorded so far, oldest first.
+            last_cut: per group, ``(removed, width_before)`` of its most recent cut. A registered group that is
+                missing is treated as having removed nothing; a new group is registered at ``tau_start``.
+
+        Returns:
+            The tau of every registered group.
+        """
+        if isinstance(last_cut, torch.Tensor) or not isinstance(last_cut, Mapping):
+            raise TypeError(f"ThresholdSchedule.update: `last_cut` must be a dict, got {type(last_cut).__name__}.")
+        cut_small: dict[str, bool] = {}
+        for group, entry in last_cut.items():
+            if not isinstance(group, str):
+                raise TypeError(f"ThresholdSchedule.update: group names must be str, got {type(group).__name__}.")
+            if not isinstance(entry, Sequence) or len(entry) != 2:
+                raise ValueError(
+                    f"ThresholdSchedule.update: last_cut[{group!r}] must be (removed, width_before), got {entry!r}."
+                )
+            removed, width = int(entry[0]), int(entry[1])
+            if removed < 0 or width < removed:
+                raise ValueError(
+                    f"ThresholdSchedule.update: last_cut[{group!r}] = {entry!r} needs 0 <= removed <= width_before."
+                )
+            cut_small[group] = removed < math.ceil(self.mu * width)
+        for group in cut_small:
+            self._register(group, "update")
+        globally_converged = self.training_loss_plateaued(train_losses) and self.validation_stalled(val_metrics)
+        for group in self._step:
+            if self._wait[group] > 0:
+                self._wait[group] -= 1
+            elif globally_converged and cut_small.get(group, self.mu > 0.0):
+                self._step[group] = min(self._step[group] + 1, self.kappa)
+                self._wait[group] = self.patience
+        return self.thresholds
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-data state (str keys, ints, floats): safe for JSON and ``torch.load(weights_only=True)``."""
+        return {
+            "tau_start": self.tau_start,
+            "tau_max": self.tau_max,
+            "kappa": self.kappa,
+            "patience": self.patience,
+            "mu": self.mu,
+            "metric_mode": self.metric_mode,
+            "groups": {
+                group: {"step": self._step[group], "patience_left": self._wait[group], "tau": self.levels[step]}
+                for group, step in self._step.items()
+            },
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """
+        Restore the groups' steps and patience counters. The schedule's settings must equal those saved: a step index
+        means a different tau under another ``tau_start``/``tau_max``/``kappa``, so a mismatch is refused.
+        """
+        if not isinstance(state, Mapping) or "groups" not in state:
+            raise ValueError("ThresholdSchedule.load_state_dict: `state` must be a state_dict() dict with 'groups'.")
+        for key in ("tau_start", "tau_max", "kappa", "patience", "mu", "metric_mode"):
+            if key in state and state[key] != getattr(self, key):
+                raise ValueError(
+                    f"ThresholdSchedule.load_state_dict: saved {key}={state[key]!r} differs from this schedule's "
+                    f"{key}={getattr(self, key)!r}."
+                )
+        steps: dict[str, int] = {}
+        waits: dict[str, int] = {}
+        for group, entry in state["groups"].items():
+            if not isinstance(group, str) or not isinstance(entry, Mapping):
+                raise ValueError(f"ThresholdSchedule.load_state_dict: malformed entry for group {group!r}.")
+            step, wait = int(entry.get("step", -1)), int(entry.get("patience_left", -1))
+            if not 0 <= step <= self.kappa or wait < 0:
+                raise ValueError(
+                    f"ThresholdSchedule.load_state_dict: group {group!r} has step={step}, patience_left={wait}; "
+                    f"need 0 <= step <= {self.kappa} and patience_left >= 0."
+                )
+            steps[group], waits[group] = step, wait
+        self._step, self._wait = steps, waits

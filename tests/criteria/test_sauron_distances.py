@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from monai_pruning.criteria.sauron import DeltaPruneAccumulator, delta_opt, delta_opt_penalty, delta_prune
+
+EPS = 1e-8
+
+
+def _ramp_4x4() -> torch.Tensor:
+    """[[0..3], [4..7], [8..11], [12..15]]: its 2x2 block means are 2.5, 4.5, 10.5, 12.5."""
+    return torch.arange(16.0).reshape(4, 4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# delta_opt: hand-computed values
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_delta_opt_2d_matches_hand_computed_rms_of_normalised_pooled_maps():
+    ramp = _ramp_4x4()
+    features = torch.stack([ramp, 2 * ramp + 3, torch.full((4, 4), 7.0), 15 - ramp])[None]  # (1, 4, 4, 4)
+    result = delta_opt(features, eps=EPS)
+    # channel 1 is an affine copy of channel 0: identical after min-max normalisation -> sqrt(eps)
+    # channel 2 is constant -> normalised to 0; channel 0 pooled = [2.5, 4.5, 10.5, 12.5] / 15
+    # channel 3 = 1 - n(channel 0) -> pooled difference 2 * p0 - 1 = [-2/3, -0.4, 0.4, 2/3]
+    expected = torch.tensor([[math.sqrt(EPS), math.sqrt(293) / 30, 2 * math.sqrt(17) / 15]])
+    assert result.shape == (1, 3)
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_delta_opt_1d_matches_hand_computed_value():
+    features = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [3.0, 0.0, 0.0, 0.0]]])  # (1, 2, 4)
+    # n0 = [0, 1/3, 2/3, 1] -> pooled [1/6, 5/6]; n1 = [1, 0, 0, 0] -> pooled [1/2, 0]
+    # differences [-1/3, 5/6] -> mean square (1/9 + 25/36) / 2 = 29/72
+    torch.testing.assert_close(delta_opt(features, eps=EPS), torch.tensor([[math.sqrt(29 / 72)]]))
+
+
+def test_delta_opt_3d_normalises_and_averages_over_all_spatial_axes_not_only_the_first_two():
+    depth, height, width = torch.meshgrid(torch.arange(2.0), torch.arange(2.0), torch.arange(4.0), indexing="ij")
+    features = torch.stack([width, depth])[None]  # (1, 2, 2, 2, 4)
+    # over all axes: n0 = w / 3 -> pooled [1/6, 5/6]; n1 = d -> pooled [1/2, 1/2]; RMS of [-1/3, 1/3] = 1/3.
+    # The original code's per-W-slice normalisation would make channel 0 all zeros and return a (1, 1, 2) tensor.
+    result = delta_opt(features, eps=EPS)
+    assert result.shape == (1, 1)
+    torch.testing.assert_close(result, torch.tensor([[1 / 3]]))
+
+
+def test_delta_opt_does_not_pool_an_axis_of_size_one():
+    line = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [3.0, 0.0, 0.0, 0.0]]])
+    expected = torch.tensor([[math.sqrt(29 / 72)]])
+    torch.testing.assert_close(delta_opt(line[:, :, None, :], eps=EPS), expected)
+    torch.testing.assert_close(delta_opt(line[:, :, None, None, :], eps=EPS), expected)
+
+
+def test_delta_opt_is_computed_per_sample():
+    first = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [3.0, 0.0, 0.0, 0.0]]])
+    second = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [0.0, 2.0, 4.0, 6.0]]])
+    result = delta_opt(torch.cat([first, second]), eps=EPS)
+    torch.testing.assert_close(result, torch.tensor([[math.sqrt(29 / 72)], [math.sqrt(EPS)]]))
+
+
+def test_delta_opt_gradient_matches_finite_differences():
+    features = torch.randn(2, 3, 2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.autograd.gradcheck(delta_opt, (features.requires_grad_(),))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# delta_opt: no NaN, in values and gradients
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_delta_opt_single_channel_gives_empty_batch_by_zero_tensor():
+    result = delta_opt(torch.randn(3, 1, 4, 4))
+    assert result.shape == (3, 0)
+
+
+def test_delta_opt_constant_maps_give_finite_values_and_gradients():
+    features = torch.full((2, 3, 4, 4, 4), 5.0, requires_grad=True)
+    result = delta_opt(features)
+    assert torch.isfinite(result).all()
+    result.sum().backward()
+    assert torch.isfinite(features.grad).all()
+
+
+def test_delta_opt_constant_channel_next_to_varying_reference_has_finite_gradient():
+    varying = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    features = torch.cat([varying, torch.zeros(1, 1, 4, 4)], dim=1).requires_grad_()
+    delta_opt(features).sum().backward()
+    assert torch.isfinite(features.grad).all()
+
+
+def test_delta_opt_identical_channels_have_finite_gradient_at_zero_distance():
+    varying = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    features = varying.repeat(1, 3, 1, 1).requires_grad_()
+    result = delta_opt(features)
+    torch.testing.assert_close(result, torch.full((2, 2), math.sqrt(1e-8)))
+    result.sum().backward()
+    assert torch.isfinite(features.grad).all()
+
+
+def test_delta_opt_half_precision_constant_map_is_finite():
+    result = delta_opt(torch.ones(1, 2, 4, 4, dtype=torch.float16))
+    assert result.dtype == torch.float32
+    assert torch.isfinite(result).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# delta_opt_penalty
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_delta_opt_penalty_is_mean_over_layers_of_mean_distance_skipping_single_channel_layers():
+    layer_a = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [3.0, 0.0, 0.0, 0.0]]])  # distance sqrt(29/72)
+    ramp = _ramp_4x4()
+    layer_b = torch.stack([ramp, torch.full((4, 4), 7.0), 15 - ramp])[None]  # sqrt(293)/30 and 2 sqrt(17)/15
+    single = torch.randn(1, 1, 4, 4)
+    mean_b = (math.sqrt(293) / 30 + 2 * math.sqrt(17) / 15) / 2
+    expected = torch.tensor((math.sqrt(29 / 72) + mean_b) / 2)
+    torch.testing.assert_close(delta_opt_penalty([layer_a, single, layer_b], eps=EPS), expected)
+
+
+def test_delta_opt_penalty_with_only_single_channel_layers_is_a_zero_that_backpropagates():
+    features = torch.randn(2, 1, 4, 4, requires_grad=True)
+    penalty = delta_opt_penalty([features, features * 2])
+    assert penalty.shape == () and penalty.item() == 0.0 and penalty.requires_grad
+    penalty.backward()  # must not raise
+    assert not torch.isnan(penalty)
+
+
+def test_delta_opt_penalty_of_empty_list_is_zero():
+    assert delta_opt_penalty([]).item() == 0.0
+
+
+def test_delta_opt_penalty_rejects_a_single_tensor_instead_of_a_list():
+    with pytest.raises(TypeError, match="delta_opt_penalty: `feature_maps` must be a list"):
+        delta_opt_penalty(torch.randn(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize(
+    "features, error, message",
+    [
+        (torch.randn(2, 3), ValueError, r"delta_opt: `features` must be channel-first"),
+        (torch.randn(1, 2, 2, 2, 2, 2), ValueError, r"1 to 3 spatial dims"),
+        (torch.ones(1, 2, 4, dtype=torch.int64), TypeError, r"floating-point"),
+        ([[1.0, 2.0]], TypeError, r"must be a torch.Tensor"),
+    ],
+)
+def test_delta_opt_rejects_bad_input_with_one_line_error(features, error, message):
+    with pytest.raises(error, match=message) as info:
+        delta_opt(features)
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# delta_prune
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_delta_prune_2d_uses_raw_maps_normalised_per_sample_and_averaged_over_batch():
+    ramp = _ramp_4x4()
+    sample_0 = torch.stack([ramp, torch.full((4, 4), 7.0), torch.zeros(4, 4)])
+    sample_1 = torch.stack([torch.zeros(4, 4), torch.ones(4, 4), torch.full((4, 4), 3.0)])
+    features = torch.stack([sample_0, sample_1])  # (2, 3, 4, 4)
+    # sample 0, reference 1: pooled ch0 = [2.5, 4.5, 10.5, 12.5] vs 7 -> RMS sqrt(69/4); ch2 -> 7; max 7
+    # sample 1, reference 1: distances [1, 0, 2]; max 2
+    expected = torch.tensor([(math.sqrt(69 / 4) / 7 + 0.5) / 2, 0.0, 1.0])
+    torch.testing.assert_close(delta_prune(features, reference=1), expected)
+
+
+def test_delta_prune_is_not_scale_invariant_per_channel_unlike_delta_opt():
+    ramp = torch.arange(8.0)
+    features = torch.stack([ramp, 2 * ramp, ramp + 10])[None]  # (1, 3, 8)
+    # pooled ramp = [0.5, 2.5, 4.5, 6.5]; 2*ramp differs by the pooled ramp itself: RMS sqrt(69/4); +10 -> 10
+    expected = torch.tensor([0.0, math.sqrt(69 / 4) / 10, 1.0])
+    torch.testing.assert_close(delta_prune(features, reference=0), expected)
+    assert delta_opt(features, eps=EPS)[0, 0] < 1e-3  # delta_opt sees channel 1 as a copy of channel 0
+
+
+def test_delta_prune_3d_reduces_over_all_spatial_axes():
+    base = torch.randn(1, 1, 2, 4, 6, generator=torch.Generator().manual_seed(3))
+    features = torch.cat([base, base + 1.0, base - 3.0], dim=1)
+    # pooling preserves constant offsets: distances to channel 0 are exactly 0, 1, 3
+    torch.testing.assert_close(delta_prune(features, reference=0), torch.tensor([0.0, 1 / 3, 1.0]))
+
+
+def test_delta_prune_1d_hand_computed():
+    features = torch.tensor([[[1.0, 3.0, 5.0, 7.0], [0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 6.0, 6.0]]])
+    # pooled: [2, 6], [0, 0], [2, 6] -> reference 1: RMS [sqrt(20), 0, sqrt(20)] -> normalised [1, 0, 1]
+    torch.testing.assert_close(delta_prune(features, reference=1), torch.tensor([1.0, 0.0, 1.0]))
+    # reference 0: channel 2 coincides after pooling
+    torch.testing.assert_close(delta_prune(features, reference=0), torch.tensor([0.0, 1.0, 0.0]))
+
+
+def test_delta_prune_is_detached_and_finite_for_all_equal_channels():
+    features = torch.ones(2, 4, 4, 4, requires_grad=True)
+    scores = delta_prune(features, reference=2)
+    assert not scores.requires_grad
+    torch.testing.assert_close(scores, torch.zeros(4))
+
+
+def test_delta_prune_single_channel_scores_zero():
+    torch.testing.assert_close(delta_prune(torch.randn(2, 1, 4, 4), reference=0), torch.zeros(1))
+
+
+@pytest.mark.parametrize("reference", [-1, 3, 1.0, True])
+def test_delta_prune_rejects_reference_outside_channels(reference):
+    with pytest.raises(ValueError, match=r"delta_prune: `reference` must be a channel index in \[0, 3\)"):
+        delta_prune(torch.randn(1, 3, 4, 4), reference=reference)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DeltaPruneAccumulator
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_accumulator_draws_reference_once_per_window_from_the_given_generator():
+    batches = [torch.randn(2, 7, 4, 4, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    expected = int(torch.randint(7, (1,), generator=torch.Generator().manual_seed(11)).item())
+    accumulator = DeltaPruneAccumulator(torch.Generator().manual_seed(11))
+    for batch in batches:
+        accumulator.update(batch)
+        assert accumulator.reference == expected
+    _, reference = accumulator.compute()
+    assert reference == expected
+
+
+def test_accumulator_is_reproducible_with_equal_seeds_and_draws_anew_after_reset():
+    batch = torch.randn(2, 50, 4, 4, generator=torch.Generator().manual_seed(0))
+    first, second = (DeltaPruneAccumulator(torch.Generator().manual_seed(5)) for _ in range(2))
+    references = []
+    for _ in range(5):
+        first.update(batch)
+        second.update(batch)
+        assert first.reference == second.reference
+        torch.testing.assert_close(first.compute()[0], second.compute()[0])
+        references.append(first.reference)
+        first.reset()
+        second.reset()
+    assert len(set(references)) > 1  # a new reference each window (5 draws from 50 channels)
+
+
+def test_accumulator_averages_per_sample_over_batches_of_different_sizes():
+    small = torch.randn(1, 5, 6, 6, generator=torch.Generator().manual_seed(0))
+    large = torch.randn(3, 5, 6, 6, generator=torch.Generator().manual_seed(1))
+    accumulator = DeltaPruneAccumulator(torch.Generator().manual_seed(2))
+    accumulator.update(small)
+    accumulator.update(large)
+    scores, reference = accumulator.compute()
+    assert accumulator.num_samples == 4
+    torch.testing.assert_close(scores, delta_prune(torch.cat([small, large]), reference))
+
+
+def test_accumulator_refuses_a_new_channel_count_until_reset():
+    accumulator = DeltaPruneAccumulator(torch.Generator().manual_seed(0))
+    accumulator.update(torch.randn(1, 6, 4, 4))
+    with pytest.raises(ValueError, match=r"got 4 channels but this window started with 6; call reset\(\)"):
+        accumulator.update(torch.randn(1, 4, 4, 4))
+    accumulator.reset()
+    accumulator.update(torch.randn(1, 4, 4, 4))
+    assert accumulator.compute()[0].shape == (4,)
+
+
+def test_accumulator_compute_without_updates_raises():
+    with pytest.raises(RuntimeError, match="no feature maps were accumulated"):
+        DeltaPruneAccumulator(torch.Generator()).compute()
+
+
+def test_accumulator_requires_a_generator():
+    with pytest.raises(TypeError, match="`generator` must be a torch.Generator"):
+        DeltaPruneAccumulator(0)  # type: ignore[arg-type]

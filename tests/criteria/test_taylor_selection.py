@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from monai_pruning.criteria.taylor import fraction_to_count, select_global_lowest
+
+
+def test_lowest_scores_are_chosen_across_all_groups():
+    scores = {"a": torch.tensor([0.5, 0.1, 0.9]), "b": torch.tensor([0.2, 0.05])}
+    assert select_global_lowest(scores, 2) == {"a": [1], "b": [1]}
+    # b's other channel (0.2) would empty b, so the next lowest elsewhere (a's 0.5) is taken instead
+    assert select_global_lowest(scores, 3) == {"a": [0, 1], "b": [1]}
+
+
+def test_group_never_drops_below_min_channels_and_others_fill_the_count():
+    scores = {"a": torch.tensor([0.5, 0.6, 0.7]), "b": torch.tensor([0.01, 0.02])}
+    assert select_global_lowest(scores, 2) == {"a": [0], "b": [0]}
+    assert select_global_lowest(scores, 2, min_channels={"a": 3}) == {"a": [], "b": [0]}
+    assert select_global_lowest(scores, 10, min_channels=2) == {"a": [0], "b": []}
+
+
+def test_asking_for_more_than_possible_leaves_every_group_at_its_floor():
+    scores = {"a": torch.tensor([0.5, 0.6, 0.7]), "b": torch.tensor([0.01, 0.02])}
+    assert select_global_lowest(scores, 100) == {"a": [0, 1], "b": [0]}
+    assert select_global_lowest(scores, 0) == {"a": [], "b": []}
+
+
+def test_ties_are_broken_by_group_name_then_index_whatever_the_dict_order():
+    forward = {"a": torch.tensor([1.0, 1.0, 1.0]), "b": torch.tensor([1.0, 1.0])}
+    backward = {"b": forward["b"], "a": forward["a"]}
+    expected = {"a": [0, 1], "b": [0]}
+    assert select_global_lowest(forward, 3) == expected
+    assert select_global_lowest(backward, 3) == expected
+
+
+def test_unit_sizes_remove_whole_blocks_scored_by_their_sum_and_counted_by_their_size():
+    scores = {"a": torch.tensor([0.1] * 4 + [9.0] * 4), "b": torch.tensor([0.3, 0.5, 0.6])}
+    # block scores of a: 0.4 and 36; each of a's channels is below b's lowest, but the block is not
+    assert select_global_lowest(scores, 5, unit_sizes={"a": 4}) == {"a": [0, 1, 2, 3], "b": [0]}
+    assert select_global_lowest(scores, 1, unit_sizes={"a": 4}) == {"a": [], "b": [0]}
+    # with 4 to remove, b's 0.3 comes before a's block (0.4); the block then no longer fits
+    assert select_global_lowest(scores, 4, unit_sizes={"a": 4}) == {"a": [], "b": [0, 1]}
+    without_units = select_global_lowest(scores, 1)
+    assert without_units == {"a": [0], "b": []}
+
+
+def test_a_block_that_does_not_fit_is_skipped_and_smaller_units_fill_the_count():
+    scores = {"a": torch.tensor([0.0] * 4 + [9.0] * 4), "b": torch.tensor([0.3, 0.5, 0.6])}
+    assert select_global_lowest(scores, 3, unit_sizes={"a": 4}) == {"a": [], "b": [0, 1]}
+
+
+def test_block_removal_respects_min_channels():
+    scores = {"a": torch.zeros(8)}
+    assert select_global_lowest(scores, 8, min_channels=4, unit_sizes={"a": 4}) == {"a": [0, 1, 2, 3]}
+    assert select_global_lowest(scores, 8, min_channels=5, unit_sizes={"a": 4}) == {"a": []}
+
+
+def test_infinite_scores_mark_channels_that_are_never_selected():
+    scores = {"a": torch.tensor([math.inf, 0.5]), "b": torch.tensor([math.inf, math.inf, 0.1])}
+    assert select_global_lowest(scores, 5) == {"a": [1], "b": [2]}
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"num_to_remove": -1}, ValueError, r"`num_to_remove` must be an int >= 0"),
+        ({"num_to_remove": 1, "min_channels": 0}, ValueError, r"`min_channels` for group 'a' must be an int >= 1"),
+        ({"num_to_remove": 1, "min_channels": {"z": 2}}, ValueError, r"`min_channels` names groups that have no"),
+        ({"num_to_remove": 1, "unit_sizes": {"a": 4}}, ValueError, r"group 'a' has 6 channels, not a multiple"),
+    ],
+)
+def test_select_global_lowest_rejects_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        select_global_lowest({"a": torch.zeros(6)}, **kwargs)
+
+
+def test_nan_scores_are_refused_naming_the_group():
+    with pytest.raises(ValueError, match=r"select_global_lowest: scores\['enc.0'\] contains NaN"):
+        select_global_lowest({"enc.0": torch.tensor([0.1, math.nan])}, 1)
+
+
+def test_scores_must_be_one_dimensional():
+    with pytest.raises(ValueError, match=r"scores\['a'\] must be a 1D \(C,\) tensor, got \(2, 2\)"):
+        select_global_lowest({"a": torch.zeros(2, 2)}, 1)
+
+
+@pytest.mark.parametrize(
+    "fraction, total, count",
+    [(0.01, 6848, 68), (0.5, 3, 2), (0.001, 10, 1), (0.0, 10, 0), (1.0, 7, 7), (0.3, 0, 0), (0.29, 100, 29)],
+)
+def test_fraction_to_count_rounds_to_nearest_and_never_stalls_at_zero(fraction, total, count):
+    assert fraction_to_count(fraction, total) == count
+
+
+@pytest.mark.parametrize("fraction, total", [(1.5, 10), (-0.1, 10), (0.5, -1), (0.5, 2.0)])
+def test_fraction_to_count_rejects_out_of_range_arguments(fraction, total):
+    with pytest.raises(ValueError, match="fraction_to_count"):
+        fraction_to_count(fraction, total)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from monai_pruning.measure import LatencyResult, measure_latency
+
+
+class _Recorder(nn.Module):
+    """Records, for every call, the mode, the inference-mode flag, the thread count and the input it saw."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.norm = nn.BatchNorm2d(2)
+        self.fail = fail
+        self.calls: list[tuple[bool, bool, int]] = []
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append((self.training, torch.is_inference_mode_enabled(), torch.get_num_threads()))
+        self.inputs.append(x.clone())
+        if self.fail:
+            raise RuntimeError("boom\nsecond line")
+        return self.norm(self.conv(x))
+
+
+@pytest.fixture
+def single_caller_thread():
+    """The caller runs on one thread, so that restoring it can be told apart from the measurement's two."""
+    original = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(original)
+
+
+def test_measure_latency_reports_ordered_statistics_for_the_requested_repeats(single_caller_thread):
+    result = measure_latency(nn.Conv2d(1, 2, 3), (1, 1, 16, 16), warmup=1, repeats=7, num_threads=2)
+    assert isinstance(result, LatencyResult)
+    assert result.repeats == 7 and result.num_threads == 2
+    assert 0.0 < result.p10_s <= result.median_s <= result.p90_s
+
+
+def test_measure_latency_runs_warmup_plus_repeats_passes_in_eval_inference_mode_with_fixed_threads(
+    single_caller_thread,
+):
+    net = _Recorder()
+    measure_latency(net, (1, 1, 8, 8), warmup=2, repeats=3, num_threads=2)
+    assert net.calls == [(False, True, 2)] * 5
+
+
+def test_measure_latency_restores_caller_thread_count_and_every_submodule_mode(single_caller_thread):
+    net = _Recorder().train()
+    net.norm.eval()  # a frozen norm inside a training network must stay frozen
+    measure_latency(net, (1, 1, 8, 8), warmup=0, repeats=2, num_threads=2)
+    assert torch.get_num_threads() == 1
+    assert net.training and net.conv.training and not net.norm.training
+
+
+def test_measure_latency_restores_threads_and_mode_when_the_forward_pass_fails(single_caller_thread):
+    net = _Recorder(fail=True).train()
+    with pytest.raises(ValueError, match="measure_latency: forward pass of _Recorder failed .*: boom$") as info:
+        measure_latency(net, (1, 1, 8, 8), warmup=1, repeats=2, num_threads=2)
+    assert "\n" not in str(info.value)
+    assert torch.get_num_threads() == 1
+    assert net.training
+
+
+def test_measure_latency_feeds_the_same_fixed_input_without_touching_global_rng():
+    net = _Recorder()
+    state = torch.get_rng_state()
+    measure_latency(net, (1, 1, 8, 8), warmup=0, repeats=2)
+    measure_latency(net, (1, 1, 8, 8), warmup=0, repeats=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(x, net.inputs[0]) for x in net.inputs)
+    assert net.inputs[0].std() > 0.5  # random, not zeros
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"repeats": 0}, "repeats must be an int >= 1"),
+        ({"warmup": -1}, "warmup must be an int >= 0"),
+        ({"num_threads": 0}, "num_threads must be an int >= 1"),
+        ({"num_threads": 1.5}, "num_threads must be an int >= 1"),
+        ({"device": "not-a-device"}, "is not a valid torch device"),
+    ],
+)
+def test_measure_latency_rejects_bad_arguments_with_one_line_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        measure_latency(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
+def test_measure_latency_rejects_cuda_when_unavailable():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        measure_latency(nn.Conv2d(1, 2, 3), (1, 1, 8, 8), device="cuda")
+
+
+def test_measure_latency_refuses_module_on_another_device():
+    net = nn.Conv2d(1, 2, 3).to("meta")
+    with pytest.raises(ValueError, match="'weight' is on meta but device='cpu'"):
+        measure_latency(net, (1, 1, 8, 8))
+
+
+def test_measure_latency_rejects_bad_input_shape():
+    with pytest.raises(ValueError, match="measure_latency: every input_shape entry must be positive"):
+        measure_latency(nn.Conv2d(1, 2, 3), (1, 1, -8, 8))
