@@ -18,6 +18,7 @@ from monai_pruning.data.brain_phantoms import brain_phantom, write_brain_phantom
 from monai_pruning.data.errors import DatasetError
 from monai_pruning.data.file_checks import check_cases, inspect_file
 from monai_pruning.data.kidney_phantoms import kidney_phantom, write_kidney_phantoms
+from monai_pruning.data.image_folder import list_image_files
 from monai_pruning.data.kits_layout import read_kits
 from monai_pruning.data.layouts import LAYOUTS, TASK_LAYOUTS, detect_layout
 from monai_pruning.data.polyp_layouts import read_cvc_clinicdb, read_kvasir_seg
@@ -29,6 +30,7 @@ from monai_pruning.data.threshold_baseline import best_threshold_dice
 __all__ = [
     "DatasetError",
     "prepare_task_data",
+    "list_image_files",
     "read_kvasir_seg",
     "read_cvc_clinicdb",
     "read_kits",

@@ -6,6 +6,7 @@ case, and return MONAI-style data lists.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from pathlib import Path
 
@@ -39,14 +40,22 @@ def _check_arguments(task: str, layout: str, seed: int, demo_cases: int | None) 
         raise DatasetError(f"unknown task {task!r}: choose one of {', '.join(TASK_LAYOUTS)}")
     if layout != "auto":
         layout_for(task, layout)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise DatasetError(f"seed must be an integer, got {seed!r}")
-    if demo_cases is not None and (isinstance(demo_cases, bool) or not isinstance(demo_cases, int) or demo_cases < 1):
+    if demo_cases is not None and (
+        isinstance(demo_cases, bool) or not isinstance(demo_cases, numbers.Integral) or demo_cases < 1
+    ):
         raise DatasetError(f"demo_cases must be a positive integer or None, got {demo_cases!r}")
 
 
 def _provide_demo(task: str, folder: Path, layout: str, demo_cases: int | None, seed: int) -> None:
     """Write the phantoms into the demo ``folder`` unless it already holds a dataset of ``task``."""
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError(f"dataset_dir is not a folder: {folder}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"cannot create the demo folder {folder}: {exc.strerror or exc}") from None
     with demo_folder_lock(folder):
         if detect_layout(task, folder) is not None:
             return
@@ -177,7 +186,7 @@ def prepare_task_data(
         output.mkdir(parents=True, exist_ok=True)
     check_cases(items, checked, output / CHECK_CACHE_NAME if output is not None else None)
     details = {"task": task, "layout": layout, "dataset_dir": str(root)}
-    split, reused = _split(items, output, seed, fractions, details)
+    split, reused = _split(items, output, int(seed), fractions, details)
     by_case = {item["case"]: item for item in items}
     result: dict = {name: [dict(by_case[case]) for case in split[name]] for name in SPLIT_NAMES}
     result["info"] = {
@@ -186,7 +195,7 @@ def prepare_task_data(
         "num_cases": len(items),
         "modality": modality,
         "labels": labels,
-        "seed": seed,
+        "seed": int(seed),
         "split_file": str(output / SPLIT_FILE_NAME) if output is not None else None,
         "split_reused": reused,
     }

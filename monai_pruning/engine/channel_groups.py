@@ -555,13 +555,18 @@ class ChannelGraph:
         self.groups: dict[str, ChannelGroup] = {
             g.name: g for g in sorted(roots.values(), key=lambda g: order.get(g.name, len(order)))
         }
+        # one warning per cause: a grouped convolution blocks both its input and its output group
+        blocked: dict[str, list[ChannelGroup]] = {}
         for group in self.groups.values():
             if group.name in self._warn:
-                warnings.warn(
-                    f"channel group '{group.name}' ({group.size} channels) will not be pruned: {group.reason}",
-                    UnprunableChannelsWarning,
-                    stacklevel=3,
-                )
+                blocked.setdefault(str(group.reason), []).append(group)
+        for reason, groups in blocked.items():
+            which = ", ".join(f"'{g.name}' ({g.size} channels)" for g in groups)
+            warnings.warn(
+                f"channel group{'s' if len(groups) > 1 else ''} {which} will not be pruned: {reason}",
+                UnprunableChannelsWarning,
+                stacklevel=3,
+            )
 
     def _apply_groupnorm_units(self, roots: dict[int, ChannelGroup]) -> None:
         find = self._flow.spaces.find

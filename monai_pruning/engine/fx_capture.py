@@ -63,7 +63,14 @@ class _ConcreteProxy(torch.fx.Proxy):
         return len(self._concrete("len"))
 
     def __bool__(self) -> bool:
-        return bool(self._concrete("truth value"))
+        value = self._concrete("truth value")
+        if isinstance(value, torch.Tensor):
+            # a branch on tensor *values* (`if x.sum() > 0:`) would be frozen to the example's branch: the other
+            # branch's modules would be missing from the graph and a cut would silently break them
+            raise torch.fx.proxy.TraceError(
+                f"data-dependent control flow: Python branches on the value of tensor '{self.node.name}'"
+            )
+        return bool(value)
 
     def __iter__(self):  # noqa: D105 - yields one proxy per element, as tuple unpacking needs
         return iter([self[i] for i in range(len(self))])
@@ -165,19 +172,31 @@ def _proxy_aware_jit_isinstance() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _side_effect_free(network: nn.Module, train: bool) -> Iterator[None]:
-    """Run forward passes that leave no trace: buffers (BatchNorm statistics), mode and RNG are restored."""
+    """Run forward passes that leave no trace: buffers (BatchNorm statistics), mode and RNG are restored.
+
+    The mode is restored module by module: a network training with some layers kept in eval mode (frozen
+    BatchNorm while fine-tuning) must come back exactly so, not with every layer set to the root's mode.
+    """
     saved_buffers = {name: buf.detach().clone() for name, buf in network.named_buffers()}
-    was_training = network.training
+    modes = [(module, module.training) for module in network.modules()]
+    param = next(network.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    if device.type == "cpu":
+        rng = torch.random.fork_rng(devices=[])
+    else:  # dropout on an accelerator draws from that device's generator, not the CPU one
+        index = device.index if device.index is not None else getattr(torch, device.type).current_device()
+        rng = torch.random.fork_rng(devices=[index], device_type=device.type)
     network.train(train)
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with rng, torch.no_grad():
             yield
     finally:
         with torch.no_grad():
             for name, buf in network.named_buffers():
                 if name in saved_buffers and buf.shape == saved_buffers[name].shape:
                     buf.copy_(saved_buffers[name])
-        network.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 def _flatten_tensors(value: Any) -> list[torch.Tensor]:
@@ -211,7 +230,9 @@ def capture_graph(
     param = next(network.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    example = torch.randn(*example_shape, device=device, dtype=dtype)
+    # a private generator: drawing the example must not move the caller's random stream
+    generator = torch.Generator(device=device).manual_seed(0)
+    example = torch.randn(*example_shape, generator=generator, device=device, dtype=dtype)
     name = type(network).__name__
     try:
         with _side_effect_free(network, train):

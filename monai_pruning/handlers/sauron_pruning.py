@@ -1,0 +1,299 @@
+"""
+Sauron filter pruning as an Ignite handler (Valverde, Shatillo, Tohka; arXiv 2209.13590, see ``reference/sauron.md``).
+
+During training the clustering regulariser delta_opt, computed on every prunable group's feature maps, is added to the
+loss; at every epoch end each group loses the channels whose delta_prune distance to a random reference channel is
+below the group's threshold tau, and the thresholds rise on their own when training has converged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from monai.engines import IterationEvents
+from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
+from monai_pruning.criteria import DeltaPruneAccumulator, ThresholdSchedule, channels_to_cut, delta_opt_penalty
+from monai_pruning.handlers.feature_taps import FeatureTaps
+from monai_pruning.handlers.pruning_base import (
+    PruningHandlerBase,
+    PruningHandlerError,
+    generator_state,
+    set_generator_state,
+)
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = ["SauronPruning", "SEG_LOSS_KEY", "PENALTY_KEY"]
+
+#: keys added to ``engine.state.output``: the segmentation loss alone and the (unweighted) delta_opt regulariser
+SEG_LOSS_KEY = "seg_loss"
+PENALTY_KEY = "sauron_penalty"
+
+
+class SauronPruning(PruningHandlerBase):
+    """
+    Single-phase Sauron pruning while a MONAI ``SupervisedTrainer`` trains.
+
+    - ``IterationEvents.LOSS_COMPLETED``: ``engine.state.output["loss"] += lam * R`` with R the mean delta_opt of
+      the groups' feature maps (observed where they enter their first consumer); the trainer's backward then
+      trains on it. ``output["seg_loss"]`` and ``output["sauron_penalty"]`` keep the two parts (log them with
+      ``StatsHandler(output_transform=...)``). On the last ``score_batches`` batches of the epoch, delta_prune
+      against one reference channel per group (drawn once per epoch from a generator seeded with ``seed``) is
+      accumulated.
+    - ``Events.EPOCH_COMPLETED``: the thresholds are updated (plateau of the epoch's mean segmentation loss,
+      stalled validation metric, fewer than ``mu`` of the group removed last time), then every group loses its
+      channels with delta_prune < tau (never the reference, never below ``min_channels``). The optimizer keeps its
+      state. One history row per epoch: widths and tau per group, MACs, parameters, epoch time, losses, metric.
+
+    See :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint, the
+    handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``) and resuming.
+
+    Args:
+        lam: weight lambda of the delta_opt regulariser (0: "Sauron (lambda=0)" ablation, the term is only logged).
+        tau_start: first threshold (delta_prune units, in [0, 1]).
+        tau_max: last threshold.
+        kappa: number of threshold steps from ``tau_start`` to ``tau_max``.
+        patience: rho, epochs without a rise after each rise; also the loss-plateau window.
+        mu: a group that removed at least this fraction of its channels in its last cut does not rise yet.
+        score_batches: number of training batches at the end of each epoch on which delta_prune is measured;
+            None: all batches of the epoch.
+        seed: seed of the generator drawing the delta_prune reference channels.
+        kwargs: ``example_shape``, ``min_channels`` (default 2), ``output_dir``, ``plot``, ``summary_writer``,
+            ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``, ``best_checkpoint``, ``name``:
+            see :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase`.
+
+    Example (``prune_sauron.json`` overlay on a training config)::
+
+        "pruning_handler": {"_target_": "monai_pruning.handlers.SauronPruning", "validator": "@validate#evaluator",
+                            "output_dir": "$@bundle_root + '/pruning'", "lam": 0.5},
+        "train#handlers": "$@train#handlers[:-1] + [@pruning_handler] + @train#handlers[-1:]"
+    """
+
+    method = "sauron"
+
+    def __init__(
+        self,
+        lam: float = 0.5,
+        tau_start: float = 0.001,
+        tau_max: float = 0.3,
+        kappa: int = 15,
+        patience: int = 5,
+        mu: float = 0.02,
+        score_batches: int | None = None,
+        seed: int = 0,
+        example_shape: Sequence[int] | None = None,
+        min_channels: int = 2,
+        output_dir: str | os.PathLike | None = None,
+        plot: bool = True,
+        summary_writer: Any = None,
+        tensorboard_dir: str | os.PathLike | None = None,
+        validator: Any = None,
+        metric_name: str | None = None,
+        metric_mode: str = "max",
+        best_checkpoint: str | os.PathLike | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            example_shape=example_shape,
+            min_channels=min_channels,
+            output_dir=output_dir,
+            plot=plot,
+            summary_writer=summary_writer,
+            tensorboard_dir=tensorboard_dir,
+            validator=validator,
+            metric_name=metric_name,
+            metric_mode=metric_mode,
+            best_checkpoint=best_checkpoint,
+            name=name,
+        )
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
+            raise PruningHandlerError(f"SauronPruning: `lam` must be a number >= 0, got {lam!r}.")
+        if score_batches is not None and (
+            isinstance(score_batches, bool) or not isinstance(score_batches, int) or score_batches < 1
+        ):
+            raise PruningHandlerError(f"SauronPruning: `score_batches` must be an int >= 1 or None, got {score_batches!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise PruningHandlerError(f"SauronPruning: `seed` must be an int, got {seed!r}.")
+        try:
+            self.schedule = ThresholdSchedule(tau_start, tau_max, kappa, patience, mu, metric_mode=metric_mode)
+        except ValueError as err:
+            raise PruningHandlerError(f"SauronPruning: {err}") from None
+        self.lam = float(lam)
+        self.score_batches = score_batches
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.taps: FeatureTaps | None = None
+        self.accumulators: dict[str, DeltaPruneAccumulator] = {}
+        self.train_losses: list[float] = []
+        self.last_cut: dict[str, list[int]] = {}
+        self._epoch_sums = {"seg_loss": 0.0, "penalty": 0.0, "batches": 0}
+
+    # --- wiring -------------------------------------------------------------------------------------------------
+    def attach(self, engine: Engine) -> None:
+        """Register on the trainer: taps on at iteration start, regulariser at loss, cut at epoch end."""
+        super().attach(engine)
+        engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
+        engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self._loss_completed)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _pruner_ready(self, engine: Engine) -> None:
+        taps = {g: t for g, t in self.pruner.graph.consumer_taps().items() if g in self.pruner.prunable_groups}
+        if self.taps is None:
+            self.taps = FeatureTaps(engine.network, taps, first_only=True, gradients=False)
+        else:
+            self.taps.set_taps(taps)
+        self.accumulators = {group: DeltaPruneAccumulator(self.generator) for group in self.taps.groups}
+
+    def _release_hooks(self) -> None:
+        if self.taps is not None:
+            self.taps.remove()
+            self.taps = None
+
+    # --- per iteration ------------------------------------------------------------------------------------------
+    def _iteration_started(self, engine: Engine) -> None:
+        self.taps.clear()
+        self.taps.enabled = True
+
+    def _scoring_batch(self, engine: Engine) -> bool:
+        """Whether this iteration is one of the last ``score_batches`` of the epoch (the closest to the cut)."""
+        if self.score_batches is None:
+            return True
+        length = engine.state.epoch_length
+        if length is None:  # an endless data iterator: every batch counts
+            return True
+        position = (engine.state.iteration - 1) % length
+        return position >= length - self.score_batches
+
+    def _loss_completed(self, engine: Engine) -> None:
+        output = engine.state.output
+        if not isinstance(output, dict) or CommonKeys.LOSS not in output:
+            raise PruningHandlerError("SauronPruning: engine.state.output must be a dict with a 'loss' entry.")
+        self.taps.enabled = False
+        features = self.taps.features()
+        maps = [features[group] for group in self.taps.groups if group in features]
+        seg_loss = output[CommonKeys.LOSS]
+        if self.lam > 0 and maps:
+            penalty = delta_opt_penalty(maps)
+            output[CommonKeys.LOSS] = seg_loss + self.lam * penalty.to(seg_loss.dtype)
+        else:
+            with torch.no_grad():
+                penalty = delta_opt_penalty([m.detach() for m in maps]) if maps else torch.zeros(())
+        output[SEG_LOSS_KEY] = seg_loss.detach()
+        output[PENALTY_KEY] = penalty.detach()
+        self._epoch_sums["seg_loss"] += float(seg_loss.detach())
+        self._epoch_sums["penalty"] += float(penalty.detach())
+        self._epoch_sums["batches"] += 1
+        if self._scoring_batch(engine):
+            for group in self.taps.groups:
+                if group in features:
+                    self.accumulators[group].update(features[group].detach())
+        self.taps.clear()
+
+    def _iteration_completed(self, engine: Engine) -> None:
+        if self.taps is not None:
+            self.taps.enabled = False
+            self.taps.clear()
+
+    # --- per epoch ----------------------------------------------------------------------------------------------
+    def __call__(self, engine: Engine) -> None:
+        """Epoch end: update the thresholds, cut every group's redundant channels, record the epoch."""
+        if self.pruner is None:  # an epoch without iterations
+            return
+        metric = self.fresh_metric(engine)
+        if metric is not None:
+            self.val_metrics.append(metric)
+            self.maybe_save_best(engine, metric)
+        batches = self._epoch_sums["batches"]
+        seg_loss = self._epoch_sums["seg_loss"] / batches if batches else None
+        penalty = self._epoch_sums["penalty"] / batches if batches else None
+        if seg_loss is not None:
+            self.train_losses.append(seg_loss)
+        known = {g: tuple(v) for g, v in self.last_cut.items() if g in self.pruner.prunable_groups}
+        thresholds = self.schedule.update(self.train_losses, self.val_metrics, known)
+        widths = self.pruner.widths()
+        removals: dict[str, list[int]] = {}
+        for group in self.taps.groups:
+            accumulator = self.accumulators[group]
+            if accumulator.num_samples == 0:
+                continue
+            scores, reference = accumulator.compute()
+            if not torch.isfinite(scores).all():
+                self.logger.warning(f"SauronPruning: non-finite delta_prune in group {group!r}; not cut this epoch.")
+                continue
+            tau = self.schedule.threshold(group)
+            chosen = channels_to_cut(scores, reference, tau, min_channels=self.removal_floor(group))
+            unit = self.pruner.prunable_groups[group].unit
+            if unit > 1:  # GroupNorm: only whole groups of channels, all of whose members are redundant
+                picked = set(chosen)
+                chosen = [c for c in chosen if all(b in picked for b in range(c - c % unit, c - c % unit + unit))]
+            if chosen:
+                removals[group] = chosen
+        removed = self.cut(engine, removals) if removals else {}
+        if not removals:
+            self._reset_accumulators()
+        self.last_cut = {group: [int(removed.get(group, 0)), int(width)] for group, width in widths.items()}
+        self._epoch_sums = {"seg_loss": 0.0, "penalty": 0.0, "batches": 0}
+        if seg_loss is not None:
+            engine.state.metrics[SEG_LOSS_KEY] = seg_loss
+            engine.state.metrics[PENALTY_KEY] = penalty
+        self.record(
+            engine,
+            {
+                "seg_loss": seg_loss,
+                "penalty": penalty,
+                "metric": metric,
+                "removed_now": int(sum(removed.values())),
+                "thresholds": {group: thresholds.get(group, self.schedule.tau_start) for group in widths},
+                "removed": {group: int(removed.get(group, 0)) for group in widths},
+            },
+        )
+
+    def _reset_accumulators(self) -> None:
+        """New scoring window without a cut: fresh references are drawn next epoch."""
+        for accumulator in self.accumulators.values():
+            accumulator.reset()
+
+    def _summary(self, row: Mapping[str, Any]) -> str:
+        taus = list(row["thresholds"].values())
+        tau_text = f"tau {min(taus):.3g}-{max(taus):.3g}" if taus else "no groups"
+        seg = f", seg loss {row['seg_loss']:.4f}, delta_opt {row['penalty']:.4f}" if row["seg_loss"] is not None else ""
+        return f"removed {row['removed_now']} channels ({tau_text}{seg})"
+
+    # --- state --------------------------------------------------------------------------------------------------
+    def _method_state(self) -> dict[str, Any]:
+        return {
+            "lam": self.lam,
+            "seed": self.seed,
+            "generator": generator_state(self.generator),
+            "schedule": self.schedule.state_dict(),
+            "train_losses": list(self.train_losses),
+            "last_cut": {group: list(entry) for group, entry in self.last_cut.items()},
+            "epoch_sums": dict(self._epoch_sums),
+        }
+
+    def _load_method_state(self, state: Mapping[str, Any]) -> None:
+        where = "SauronPruning.load_state_dict"
+        try:
+            self.schedule.load_state_dict(state["schedule"])
+        except (KeyError, ValueError) as err:
+            raise PruningHandlerError(f"{where}: {err}") from None
+        set_generator_state(self.generator, state["generator"], where)
+        self.train_losses = [float(v) for v in state.get("train_losses", [])]
+        self.last_cut = {str(g): [int(v) for v in entry] for g, entry in state.get("last_cut", {}).items()}
+        sums = state.get("epoch_sums", {})
+        self._epoch_sums = {
+            "seg_loss": float(sums.get("seg_loss", 0.0)),
+            "penalty": float(sums.get("penalty", 0.0)),
+            "batches": int(sums.get("batches", 0)),
+        }

@@ -1,0 +1,449 @@
+"""
+TaylorFO filter pruning as an Ignite handler (Molchanov et al. 2017/2019; Sapkota et al. 2023; ``reference/taylorfo.md``).
+
+Every ``interval`` epochs (or iterations) from ``start_epoch``, the channels of all prunable groups are scored by their
+first-order Taylor importance on a few training batches, and the globally least important ones are removed; training
+then simply continues (fine-tuning) until the next step. Pruning stops at a MACs/parameter target, when nothing more
+can be removed, or when the validation metric falls more than ``tolerance`` below its unpruned value, in which case
+the last cut is undone first.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from monai.utils import IgniteInfo, min_version, optional_import
+from monai_pruning.criteria import REDUCTION_MODES, fraction_to_count, select_global_lowest
+from monai_pruning.engine import PruningRecord
+from monai_pruning.handlers.feature_taps import FeatureTaps
+from monai_pruning.handlers.one_shot_curve import curve_from_scores
+from monai_pruning.handlers.pruning_base import (
+    PruningHandlerBase,
+    PruningHandlerError,
+    generator_state,
+    preserved_rng,
+    set_generator_state,
+)
+from monai_pruning.handlers.taylorfo_scoring import GRADIENT_SOURCES, score_channels
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import(
+        "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
+    )
+
+__all__ = ["TaylorFOPruning"]
+
+PRUNING, FINETUNE = "pruning", "finetune"
+
+
+def _optional_fraction(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise PruningHandlerError(f"TaylorFOPruning: `{name}` must be a fraction in (0, 1) or None, got {value!r}.")
+    return float(value)
+
+
+def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        extra = " or None" if allow_none else ""
+        raise PruningHandlerError(f"TaylorFOPruning: `{name}` must be an int >= 1{extra}, got {value!r}.")
+    return value
+
+
+class TaylorFOPruning(PruningHandlerBase):
+    """
+    Iterative TaylorFO pruning with fine-tuning in between, on a MONAI ``SupervisedTrainer``.
+
+    At each pruning step the handler runs its own forward/backward passes over ``score_batches`` batches of the
+    trainer's data loader (BatchNorm in eval mode, no optimizer step, no grad scaler, parameter gradients untouched),
+    scores each channel as ``sum over samples`` of ``|z|`` (``reduction="abs"``), ``z**2`` (``"sq"``) or
+    ``|sum z|`` (``"signed"``), where ``z`` is activation x gradient summed over space and over the group's consumers,
+    with each sample's output gradient scaled to unit norm; then removes the ``prune_count`` (or ``prune_fraction``
+    of the ORIGINAL prunable channel count) globally lowest channels, respecting ``min_channels`` and GroupNorm units.
+
+    Stopping: ``target_macs_reduction`` / ``target_params_reduction`` (fractions removed, vs. the network when the
+    handler started) reached, nothing left to remove, or the validation metric more than ``tolerance`` below the
+    baseline (the validator's value before the first cut, or ``baseline_metric``). In the last case the state saved
+    just before the last cut (pruning record, weights, optimizer state, kept in memory and in ``state_dict()``) is
+    restored. With a validator, the first cut waits for a validation result to use as baseline.
+
+    One history row per epoch (phase, steps, channels removed, metric, widths, MACs, parameters, epoch time); see
+    :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint and the
+    handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``).
+
+    Args:
+        prune_count: channels removed per step; when given it takes precedence over ``prune_fraction``.
+        prune_fraction: fraction of the original prunable channel count removed per step (at least one channel).
+        interval: pruning step every ``interval`` epochs (or iterations with ``epoch_level=False``).
+        epoch_level: steps on epochs (``Events.EPOCH_COMPLETED``) or on iterations (``Events.ITERATION_COMPLETED``).
+        start_epoch: first epoch at whose end (or during which) a step may happen; train the dense model before.
+        score_batches: training batches scored per step; None: the whole training data loader.
+        reduction: ``"abs"``, ``"sq"`` or ``"signed"``.
+        gradient: ``"loss"`` or ``"random"`` (label-free).
+        normalize_gradient: per-sample unit-norm output gradient ("gradient-normalised backpropagation").
+        layerwise_normalize: divide each group's scores by their L2 norm before the global ranking (ablation).
+        target_macs_reduction: stop once this fraction of the starting MACs is removed.
+        target_params_reduction: stop once this fraction of the starting parameters is removed.
+        tolerance: largest accepted metric drop below the baseline (metric units, e.g. 0.01 Dice); None: no check.
+        baseline_metric: the unpruned metric, when known in advance (otherwise measured by the validator).
+        seed: seed of the random output gradients (``gradient="random"``).
+        one_shot_steps: also produce a one-shot curve (no fine-tuning) at the first step: removed channel counts
+            (ints) or fractions (floats) of the prunable channels; written to ``output_dir``.
+        one_shot_evaluate: ``evaluate_fn(network) -> float`` for the one-shot curve (needed with
+            ``one_shot_steps``), e.g. :func:`~monai_pruning.handlers.one_shot_curve.evaluator_metric_fn`.
+        kwargs: ``example_shape``, ``min_channels`` (default 2), ``output_dir``, ``plot``, ``summary_writer``,
+            ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``, ``best_checkpoint``, ``name``.
+
+    Example (``prune_taylorfo.json`` overlay)::
+
+        "pruning_handler": {"_target_": "monai_pruning.handlers.TaylorFOPruning", "validator": "@validate#evaluator",
+                            "prune_fraction": 0.02, "start_epoch": 10, "interval": 2, "score_batches": 32,
+                            "target_macs_reduction": 0.7, "tolerance": 0.01,
+                            "output_dir": "$@bundle_root + '/pruning'"}
+    """
+
+    method = "taylorfo"
+
+    def __init__(
+        self,
+        prune_count: int | None = None,
+        prune_fraction: float = 0.01,
+        interval: int = 1,
+        epoch_level: bool = True,
+        start_epoch: int = 1,
+        score_batches: int | None = None,
+        reduction: str = "abs",
+        gradient: str = "loss",
+        normalize_gradient: bool = True,
+        layerwise_normalize: bool = False,
+        target_macs_reduction: float | None = None,
+        target_params_reduction: float | None = None,
+        tolerance: float | None = 0.01,
+        baseline_metric: float | None = None,
+        seed: int = 0,
+        one_shot_steps: Sequence[int | float] | None = None,
+        one_shot_evaluate: Callable[[torch.nn.Module], float] | None = None,
+        example_shape: Sequence[int] | None = None,
+        min_channels: int = 2,
+        output_dir: str | os.PathLike | None = None,
+        plot: bool = True,
+        summary_writer: Any = None,
+        tensorboard_dir: str | os.PathLike | None = None,
+        validator: Any = None,
+        metric_name: str | None = None,
+        metric_mode: str = "max",
+        best_checkpoint: str | os.PathLike | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            example_shape=example_shape,
+            min_channels=min_channels,
+            output_dir=output_dir,
+            plot=plot,
+            summary_writer=summary_writer,
+            tensorboard_dir=tensorboard_dir,
+            validator=validator,
+            metric_name=metric_name,
+            metric_mode=metric_mode,
+            best_checkpoint=best_checkpoint,
+            name=name,
+        )
+        self.prune_count = _positive_int(prune_count, "prune_count", allow_none=True)
+        if prune_count is None:
+            if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, (int, float)):
+                raise PruningHandlerError(f"TaylorFOPruning: `prune_fraction` must be a number, got {prune_fraction!r}.")
+            if not 0.0 < float(prune_fraction) <= 1.0:
+                raise PruningHandlerError(f"TaylorFOPruning: `prune_fraction` must be in (0, 1], got {prune_fraction}.")
+        self.prune_fraction = float(prune_fraction)
+        self.interval = _positive_int(interval, "interval")
+        self.epoch_level = bool(epoch_level)
+        self.start_epoch = _positive_int(start_epoch, "start_epoch")
+        self.score_batches = _positive_int(score_batches, "score_batches", allow_none=True)
+        if reduction not in REDUCTION_MODES:
+            raise PruningHandlerError(f"TaylorFOPruning: `reduction` must be one of {REDUCTION_MODES}, got {reduction!r}.")
+        if gradient not in GRADIENT_SOURCES:
+            raise PruningHandlerError(f"TaylorFOPruning: `gradient` must be one of {GRADIENT_SOURCES}, got {gradient!r}.")
+        self.reduction = reduction
+        self.gradient = gradient
+        self.normalize_gradient = bool(normalize_gradient)
+        self.layerwise_normalize = bool(layerwise_normalize)
+        self.target_macs_reduction = _optional_fraction(target_macs_reduction, "target_macs_reduction")
+        self.target_params_reduction = _optional_fraction(target_params_reduction, "target_params_reduction")
+        if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0):
+            raise PruningHandlerError(f"TaylorFOPruning: `tolerance` must be a number >= 0 or None, got {tolerance!r}.")
+        if baseline_metric is not None and validator is None:
+            raise PruningHandlerError("TaylorFOPruning: `baseline_metric` needs a `validator` to compare with.")
+        self.tolerance = float(tolerance) if tolerance is not None else None
+        self.baseline = float(baseline_metric) if baseline_metric is not None else None
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise PruningHandlerError(f"TaylorFOPruning: `seed` must be an int, got {seed!r}.")
+        if one_shot_steps is not None and not callable(one_shot_evaluate):
+            raise PruningHandlerError("TaylorFOPruning: `one_shot_steps` needs a callable `one_shot_evaluate`.")
+        self.one_shot_steps = list(one_shot_steps) if one_shot_steps is not None else None
+        self.one_shot_evaluate = one_shot_evaluate
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.taps: FeatureTaps | None = None
+
+        self.phase = PRUNING
+        self.stop_reason: str | None = None
+        self.steps = 0
+        self.one_shot_done = False
+        self.snapshot: dict[str, Any] | None = None  # state before the last cut, until a metric has judged the cut
+        self._epoch_removed = 0
+        self._epoch_events: list[str] = []
+
+    # --- wiring -------------------------------------------------------------------------------------------------
+    def attach(self, engine: Engine) -> None:
+        """Register on the trainer: pruning steps on epochs or iterations, checks and records at every epoch end."""
+        super().attach(engine)
+        if self.epoch_level:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        else:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self._iteration_step)
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _pruner_ready(self, engine: Engine) -> None:
+        taps = {g: t for g, t in self.pruner.graph.consumer_taps().items() if g in self.pruner.prunable_groups}
+        if self.taps is None:
+            self.taps = FeatureTaps(engine.network, taps, first_only=False, gradients=True)
+        else:
+            self.taps.set_taps(taps)
+
+    def _release_hooks(self) -> None:
+        if self.taps is not None:
+            self.taps.remove()
+            self.taps = None
+
+    # --- scheduling ---------------------------------------------------------------------------------------------
+    def _epoch_scheduled(self, epoch: int) -> bool:
+        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.interval == 0
+
+    def _iteration_step(self, engine: Engine) -> None:
+        if self.pruner is not None and engine.state.epoch >= self.start_epoch and self.phase == PRUNING:
+            self.step(engine)
+
+    def __call__(self, engine: Engine) -> None:
+        """Epoch end: judge the last cut by the validation metric, prune if scheduled, record the epoch."""
+        if self.pruner is None:
+            return
+        metric = self.fresh_metric(engine)
+        if metric is not None:
+            self.val_metrics.append(metric)
+            if self.baseline is None and self.cuts == 0:
+                self.baseline = metric
+        rolled_back = self._judge_last_cut(engine, metric)
+        if not rolled_back:
+            self.maybe_save_best(engine, metric)
+        if self.epoch_level and self.phase == PRUNING and self._epoch_scheduled(engine.state.epoch):
+            self.step(engine)
+        row = self.record(
+            engine,
+            {
+                "phase": self.phase,
+                "steps": self.steps,
+                "removed_now": self._epoch_removed,
+                "events": ",".join(self._epoch_events),
+                "stop_reason": self.stop_reason,
+                "metric": metric,
+                "baseline": self.baseline,
+            },
+        )
+        self._epoch_removed, self._epoch_events = 0, []
+        del row
+
+    def _summary(self, row: Mapping[str, Any]) -> str:
+        events = f" [{row['events']}]" if row["events"] else ""
+        return f"{row['phase']}, step {row['steps']}, removed {row['removed_now']} channels{events}"
+
+    def _metric_failed(self, metric: float) -> bool:
+        if self.tolerance is None or self.baseline is None:
+            return False
+        if self.metric_mode == "max":
+            return metric < self.baseline - self.tolerance
+        return metric > self.baseline + self.tolerance
+
+    def _judge_last_cut(self, engine: Engine, metric: float | None) -> bool:
+        """With a fresh metric, accept the last cut or undo it (and stop pruning); returns whether it was undone."""
+        if self.snapshot is None or metric is None:
+            return False
+        if self._metric_failed(metric):
+            self._restore(engine, self.snapshot)
+            self.snapshot = None
+            self._stop("tolerance")
+            self._epoch_events.append("rollback")
+            self.logger.info(
+                f"TaylorFOPruning: metric {metric:.4f} fell more than {self.tolerance} below the baseline "
+                f"{self.baseline:.4f}; last cut undone, pruning stopped."
+            )
+            return True
+        self.snapshot = None
+        return False
+
+    def _stop(self, reason: str) -> None:
+        if self.phase == PRUNING:
+            self.phase, self.stop_reason = FINETUNE, reason
+            self._epoch_events.append(f"stop:{reason}")
+
+    def _checks_metric(self) -> bool:
+        return self.validator is not None and self.tolerance is not None
+
+    def _target_reached(self) -> bool:
+        if self.target_macs_reduction is None and self.target_params_reduction is None:
+            return False
+        cost = self.complexity()
+        if self.target_macs_reduction is not None and self.reference["macs"]:
+            if 1.0 - cost.macs / self.reference["macs"] >= self.target_macs_reduction - 1e-12:
+                return True
+        if self.target_params_reduction is not None and self.reference["params"]:
+            if 1.0 - cost.params / self.reference["params"] >= self.target_params_reduction - 1e-12:
+                return True
+        return False
+
+    # --- one pruning step ---------------------------------------------------------------------------------------
+    def step(self, engine: Engine) -> dict[str, int]:
+        """Score, then cut the globally least important channels; returns the channels removed per group."""
+        if self._checks_metric() and self.baseline is None:
+            if "waiting" not in self._epoch_events:
+                self._epoch_events.append("waiting")
+                self.logger.info("TaylorFOPruning: waiting for a validation result (the baseline) before cutting.")
+            return {}
+        if self._target_reached():
+            self._stop("target")
+            return {}
+        scores = self.score(engine)
+        if self.one_shot_steps is not None and not self.one_shot_done:
+            self._one_shot(scores)
+        count = self.prune_count or fraction_to_count(self.prune_fraction, int(self.reference["channels"]))
+        groups = self.pruner.prunable_groups
+        scores = {group: values for group, values in scores.items() if group in groups}
+        selection = select_global_lowest(
+            scores,
+            count,
+            min_channels={group: self.removal_floor(group) for group in scores},
+            unit_sizes={group: groups[group].unit for group in scores},
+        )
+        removals = {group: idx for group, idx in selection.items() if idx}
+        if not removals:
+            self._stop("exhausted")
+            return {}
+        if self._checks_metric():
+            self.snapshot = self._take_snapshot(engine)
+        removed = self.cut(engine, removals)
+        self.steps += 1
+        self._epoch_removed += int(sum(removed.values()))
+        if "cut" not in self._epoch_events:
+            self._epoch_events.append("cut")
+        if self._target_reached():
+            self._stop("target")
+        return removed
+
+    def score(self, engine: Engine) -> dict[str, torch.Tensor]:
+        """TaylorFO scores of the current network on ``score_batches`` batches of the trainer's data loader."""
+        loader = engine.state.dataloader
+        if loader is None:
+            raise PruningHandlerError("TaylorFOPruning: the trainer has no data loader to score on.")
+        if not self.epoch_level and getattr(loader, "persistent_workers", False):
+            raise PruningHandlerError(
+                "TaylorFOPruning: iteration-level scoring cannot open a second pass over a DataLoader with "
+                "persistent_workers=True; use epoch_level=True or persistent_workers=False."
+            )
+        network = engine.network
+        with preserved_rng(network):
+            batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
+            prepared = (
+                engine.prepare_batch(batch, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+                for batch in batches
+            )
+            return score_channels(
+                network,
+                self.taps,
+                prepared,
+                loss_function=engine.loss_function,
+                forward=lambda inputs, *args, **kwargs: engine.inferer(inputs, network, *args, **kwargs),
+                reduction=self.reduction,
+                gradient=self.gradient,
+                normalize_gradient=self.normalize_gradient,
+                layerwise_normalize=self.layerwise_normalize,
+                generator=self.generator,
+                autocast=(getattr(engine, "amp_kwargs", None) or {}) if getattr(engine, "amp", False) else None,
+            )
+
+    def _one_shot(self, scores: Mapping[str, torch.Tensor]) -> None:
+        self.one_shot_done = True
+        rows = curve_from_scores(
+            self.pruner.network,
+            scores,
+            self.one_shot_evaluate,
+            self.example_shape,
+            self.one_shot_steps,
+            output_dir=self.output_dir,
+            min_channels=self.min_channels,
+            metric_name=self._metric_label(),
+        )
+        self.logger.info(f"TaylorFOPruning: one-shot curve with {len(rows)} points written to {self.output_dir}.")
+
+    # --- snapshot and rollback ----------------------------------------------------------------------------------
+    def _take_snapshot(self, engine: Engine) -> dict[str, Any]:
+        """Everything a rollback needs, as plain data and CPU tensors (they also go into ``state_dict()``)."""
+        return {
+            "record": PruningRecord(engine.network).state_dict(),
+            "model": {k: v.detach().to("cpu", copy=True) for k, v in engine.network.state_dict().items()},
+            "optimizer": copy.deepcopy(engine.optimizer.state_dict()),
+            "cuts": self.cuts,
+            "steps": self.steps,
+        }
+
+    def _restore(self, engine: Engine, snapshot: Mapping[str, Any]) -> None:
+        """Reshape the network back, load its weights and optimizer state; keep the current learning rates."""
+        optimizer = engine.optimizer
+        hyper = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        PruningRecord(engine.network, optimizer).load_state_dict(snapshot["record"])
+        engine.network.load_state_dict(snapshot["model"])
+        optimizer.load_state_dict(snapshot["optimizer"])
+        for group, values in zip(optimizer.param_groups, hyper):
+            group.update(values)
+        self.rebuild(engine)
+        self.steps = int(snapshot["steps"])
+
+    # --- state --------------------------------------------------------------------------------------------------
+    def _method_state(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "stop_reason": self.stop_reason,
+            "steps": self.steps,
+            "baseline": self.baseline,
+            "one_shot_done": self.one_shot_done,
+            "generator": generator_state(self.generator),
+            "snapshot": self.snapshot,
+            "epoch_removed": self._epoch_removed,
+            "epoch_events": list(self._epoch_events),
+        }
+
+    def _load_method_state(self, state: Mapping[str, Any]) -> None:
+        where = "TaylorFOPruning.load_state_dict"
+        phase = state.get("phase")
+        if phase not in (PRUNING, FINETUNE):
+            raise PruningHandlerError(f"{where}: unknown phase {phase!r}.")
+        self.phase = phase
+        self.stop_reason = state.get("stop_reason")
+        self.steps = int(state.get("steps", 0))
+        baseline = state.get("baseline")
+        self.baseline = float(baseline) if baseline is not None else self.baseline
+        self.one_shot_done = bool(state.get("one_shot_done", False))
+        set_generator_state(self.generator, state["generator"], where)
+        self.snapshot = state.get("snapshot")
+        self._epoch_removed = int(state.get("epoch_removed", 0))
+        self._epoch_events = [str(e) for e in state.get("epoch_events", [])]
