@@ -1,0 +1,44 @@
+"""Run ``python -m monai.bundle`` verbs on a copy of a bundle, as a user would (shared by the bundle tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = REPO / "bundles"
+SCHEMA = BUNDLES / "meta_schema.json"
+
+
+def copy_bundle(name: str, destination: Path) -> Path:
+    """A fresh copy of the bundle's shareable files (configs, docs, licence) in ``destination``."""
+    root = destination / name
+    for part in ("configs", "docs"):
+        shutil.copytree(BUNDLES / name / part, root / part)
+    shutil.copy(BUNDLES / name / "LICENSE", root / "LICENSE")
+    return root
+
+
+def monai_bundle(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle <args>`` in the bundle folder; fails the test with the output tail on error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args],
+        cwd=root, capture_output=True, text=True, timeout=timeout,
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+        raise AssertionError(f"monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{tail}")
+    return result
+
+
+def configs(*names: str) -> str:
+    """The ``--config_file`` value for one or several configs (overlays merge left to right)."""
+    paths = [f"configs/{n}" for n in names]
+    return paths[0] if len(paths) == 1 else "[" + ",".join(f"'{p}'" for p in paths) + "]"
+
+
+def schema_md5() -> str:
+    return hashlib.md5(SCHEMA.read_bytes()).hexdigest()

@@ -1,0 +1,116 @@
+"""The polyp bundle end to end on tiny demo data: train, evaluate, infer, and the MONAI CLI checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bundle_cli import SCHEMA, configs, copy_bundle, monai_bundle, schema_md5
+
+NAME = "polyp_endoscopy_segmentation"
+TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "10", "--batch_size", "2",
+        "--roi_size", "[64,64]", "--network_def#filters", "[4,8,8,16,16]"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = copy_bundle(NAME, tmp_path_factory.mktemp("bundle"))
+    monai_bundle(root, "run", "--config_file", configs("train.json"), "--meta_file", "configs/metadata.json", *TINY)
+    return root
+
+
+def test_training_on_demo_data_writes_a_pruning_checkpoint_and_a_run_record(trained):
+    checkpoint = torch.load(trained / "models" / "model.pt", weights_only=True)
+    assert list(checkpoint)[:2] == ["pruning", "model"]
+    record = json.loads((trained / "runs" / "run_record.json").read_text())
+    assert record["seed"] == 0 and record["packages"]["monai"]
+    assert record["config"]["network_def"]["filters"] == [4, 8, 8, 16, 16]
+    split = json.loads((trained / "runs" / "split.json").read_text())
+    assert split  # the split is saved next to the outputs
+    assert (trained / "data" / "demo" / "images").is_dir() and (trained / "data" / "demo" / "masks").is_dir()
+    assert list((trained / "runs" / "checkpoints").glob("checkpoint_epoch=2.pt"))
+
+
+def test_evaluate_writes_per_case_dice_and_hd95(trained):
+    monai_bundle(trained, "run", "--config_file", configs("train.json", "evaluate.json"), *TINY)
+    with open(trained / "eval" / "case_metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["case"] == "mean" and len(rows) >= 3
+    assert {"test_mean_dice_polyp", "test_hd95_polyp"} <= set(rows[0])
+    assert all(0.0 <= float(r["test_mean_dice_polyp"]) <= 1.0 for r in rows[:-1])
+
+
+def test_inference_writes_png_masks_in_the_input_size(trained, tmp_path):
+    images = sorted((trained / "data" / "demo" / "images").glob("*.jpg"))[:2]
+    inputs = tmp_path / "new"
+    inputs.mkdir()
+    for image in images:
+        (inputs / image.name).write_bytes(image.read_bytes())
+    out = tmp_path / "pred"
+    monai_bundle(trained, "run", "--config_file", configs("inference.json"), "--input_dir", str(inputs),
+                 "--output_dir", str(out), "--roi_size", "[64,64]", "--network_def#filters", "[4,8,8,16,16]")
+    for image in images:
+        mask = np.array(Image.open(out / f"{image.stem}_mask.png"))
+        assert mask.shape == np.array(Image.open(image)).shape[:2]
+        assert set(np.unique(mask)) <= {0, 255}
+
+
+def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):
+    with pytest.raises(AssertionError, match="input folder not found"):
+        monai_bundle(trained, "run", "--config_file", configs("inference.json"), "--input_dir",
+                     str(tmp_path / "nope"), "--network_def#filters", "[4,8,8,16,16]")
+
+
+def test_monai_cli_checks_pass_offline(trained):
+    monai_bundle(trained, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA),
+                 "--hash_val", schema_md5())
+    overrides = ["--network_def#filters", "[4,8,8,16,16]"]
+    monai_bundle(trained, "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *overrides)
+    monai_bundle(trained, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *overrides)
+    monai_bundle(trained, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
+                 "models/model.pt", "--key_in_ckpt", "model", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *overrides)
+    scripted = torch.jit.load(str(trained / "models" / "model.ts"))
+    assert scripted(torch.rand(1, 3, 64, 64)).shape == (1, 2, 64, 64)
+
+
+def test_packed_bundle_runs_inference_in_an_empty_folder(trained, tmp_path):
+    from monai_pruning.pack_bundle import pack_bundle
+
+    archive = pack_bundle(trained, tmp_path / "shared.zip")
+    import zipfile
+
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+        assert not any("/data/" in n or "/runs/" in n for n in names)
+        z.extractall(tmp_path / "collaborator")
+    unpacked = tmp_path / "collaborator" / NAME
+    inputs = tmp_path / "images"
+    inputs.mkdir()
+    source = sorted((trained / "data" / "demo" / "images").glob("*.jpg"))[0]
+    (inputs / "frame.jpg").write_bytes(source.read_bytes())
+    monai_bundle(unpacked, "run", "--config_file", configs("inference.json"), "--input_dir", str(inputs),
+                 "--output_dir", str(tmp_path / "out"), "--roi_size", "[64,64]",
+                 "--network_def#filters", "[4,8,8,16,16]")
+    assert (tmp_path / "out" / "frame_mask.png").is_file()
+
+
+def test_same_seed_gives_the_same_training_curve_with_a_yaml_overlay(tmp_path):
+    overlay = "num_epochs: 1\nval_interval: 1\nlearning_rate: 0.01\n"
+    curves = []
+    for run in ("a", "b"):
+        root = copy_bundle(NAME, tmp_path / run)
+        (root / "configs" / "short.yaml").write_text(overlay)
+        result = monai_bundle(root, "run", "--config_file", configs("train.json", "short.yaml"), *TINY[2:])
+        curves.append([line.split("train_loss:")[1].strip() for line in result.stdout.splitlines()
+                       if "train_loss:" in line])
+        record = json.loads((root / "runs" / "run_record.json").read_text())
+        assert record["config"]["learning_rate"] == 0.01 and record["config"]["num_epochs"] == 1
+    assert curves[0] and curves[0] == curves[1]

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from monai.engines import IterationEvents, SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import CheckpointLoader, CheckpointSaver, MeanDice, ValidationHandler, from_engine
+from monai.networks.nets import UNet
+from monai.transforms import Activations, AsDiscrete, Compose
+from torch import nn
+
+from monai_pruning.criteria import delta_opt_penalty
+from monai_pruning.engine import ChannelPruner, PruningRecord, load_pruned_network
+from monai_pruning.handlers.feature_taps import FeatureTaps
+from monai_pruning.handlers.pruning_base import HISTORY_JSON, PruningHandlerError
+from monai_pruning.handlers.sauron_pruning import PENALTY_KEY, SEG_LOSS_KEY, SauronPruning
+
+SHAPE_2D = (2, 1, 16, 16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Two threads on a shared 2-core machine make tiny BatchNorm calls 20x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _unet(spatial_dims: int = 2, norm="batch") -> nn.Module:
+    torch.manual_seed(0)
+    return UNet(spatial_dims, 1, 1, channels=(8, 16, 32), strides=(2, 2), num_res_units=0, norm=norm)
+
+
+def _data(shape=SHAPE_2D, batches: int = 2) -> list[dict]:
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn((batches * shape[0], *shape[1:]), generator=generator)
+    labels = (images > 0.3).float()
+    return [{"image": images[i : i + shape[0]], "label": labels[i : i + shape[0]]} for i in range(0, len(images), shape[0])]
+
+
+def _trainer(net, handler, epochs, data=None, loss=None, lr=0.01):
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    return SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=epochs,
+        train_data_loader=data if data is not None else _data(),
+        network=net,
+        optimizer=optimizer,
+        loss_function=loss if loss is not None else nn.BCEWithLogitsLoss(),
+        train_handlers=[handler],
+    )
+
+
+def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights():
+    net = _unet()
+    reference = copy.deepcopy(net)
+    without_term = copy.deepcopy(net)
+    handler = SauronPruning(lam=2.0, example_shape=SHAPE_2D, plot=False)
+    data = _data(batches=1)
+    trainer = _trainer(net, handler, epochs=1, data=data)
+    seen = {}
+
+    @trainer.on(IterationEvents.BACKWARD_COMPLETED)
+    def keep(engine):
+        seen["grads"] = {name: p.grad.clone() for name, p in engine.network.named_parameters()}
+        seen["output"] = dict(engine.state.output)
+
+    trainer.run()
+    output = seen["output"]
+    torch.testing.assert_close(output["loss"].detach(), output[SEG_LOSS_KEY] + 2.0 * output[PENALTY_KEY])
+    assert output[PENALTY_KEY] > 0
+
+    # the same step by hand: segmentation loss + lam * mean delta_opt at each group's first consumer
+    pruner = ChannelPruner(reference, SHAPE_2D, min_channels=2)
+    taps = FeatureTaps(reference, {g: pruner.graph.consumer_taps()[g] for g in pruner.prunable_groups}, first_only=True)
+    taps.enabled = True
+    pred = reference(data[0]["image"])
+    features = taps.features()
+    penalty = delta_opt_penalty([features[g] for g in taps.groups])
+    seg = nn.BCEWithLogitsLoss()(pred, data[0]["label"])
+    (seg + 2.0 * penalty).backward()
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(seen["grads"][name], p.grad, rtol=1e-4, atol=1e-6)
+    # and the term matters: the segmentation loss alone gives another gradient
+    plain = copy.deepcopy(without_term)
+    nn.BCEWithLogitsLoss()(plain(data[0]["image"]), data[0]["label"]).backward()
+    assert not torch.allclose(seen["grads"]["model.0.conv.weight"], plain.model[0].conv.weight.grad, atol=1e-6)
+
+
+def test_channels_are_cut_at_epoch_end_and_the_optimizer_keeps_training_the_pruned_network(tmp_path):
+    net = _unet()
+    handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=2, example_shape=SHAPE_2D, output_dir=tmp_path, plot=False)
+    trainer = _trainer(net, handler, epochs=2)
+    snapshots = {}
+
+    @trainer.on(IterationEvents.MODEL_COMPLETED)
+    def after_step(engine):
+        snapshots.setdefault(engine.state.epoch, {k: v.clone() for k, v in engine.network.state_dict().items()})
+
+    trainer.run()
+    rows = handler.history.rows
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert rows[0]["removed_now"] > 0 and rows[0]["channels"] < 8 + 16 + 32 + 8
+    assert all(width >= 2 for width in rows[-1]["widths"].values())
+    assert rows[0]["thresholds"] == {group: 0.6 for group in rows[0]["widths"]}
+    assert all(isinstance(row["seg_loss"], float) and isinstance(row["penalty"], float) for row in rows)
+    # the optimizer holds the live (pruned) parameters, with state, and they keep changing in epoch 2
+    live = list(net.parameters())
+    held = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    assert {id(p) for p in held} == {id(p) for p in live}
+    assert all(p in trainer.optimizer.state for p in live)
+    widths_after_first = rows[0]["widths"]
+    first_step_epoch2 = snapshots[2]
+    final = net.state_dict()
+    assert first_step_epoch2["model.0.conv.weight"].shape[0] == widths_after_first["model.0.conv"]
+    changed = [k for k, v in final.items() if k.endswith("weight") and v.shape == first_step_epoch2[k].shape
+               and not torch.equal(v, first_step_epoch2[k])]
+    assert changed
+    assert all(torch.isfinite(v).all() for v in final.values())
+    assert json.loads((tmp_path / HISTORY_JSON).read_text())[-1]["epoch"] == 2
+    assert trainer.state.metrics["params"] == sum(p.numel() for p in net.parameters())
+
+
+def test_3d_network_is_pruned_and_still_runs():
+    net = _unet(spatial_dims=3)
+    shape = (2, 1, 8, 8, 8)
+    handler = SauronPruning(tau_start=0.7, tau_max=0.9, kappa=1, example_shape=shape, plot=False)
+    trainer = _trainer(net, handler, epochs=1, data=_data(shape, batches=1))
+    trainer.run()
+    row = handler.history.rows[-1]
+    assert row["removed_now"] > 0
+    assert net(torch.randn(shape)).shape == (2, 1, 8, 8, 8)
+    assert row["macs"] < handler.reference["macs"]
+
+
+def test_groupnorm_groups_lose_whole_blocks_only():
+    net = _unet(norm=("group", {"num_groups": 4}))
+    handler = SauronPruning(tau_start=0.9, tau_max=0.95, kappa=1, example_shape=SHAPE_2D, plot=False, min_channels=1)
+    _trainer(net, handler, epochs=1).run()
+    units = {name: g.unit for name, g in handler.pruner.prunable_groups.items()}
+    widths = handler.history.rows[-1]["widths"]
+    assert sum(handler.history.rows[-1]["removed"].values()) > 0
+    for group, width in widths.items():
+        assert width % units[group] == 0 and width >= units[group]
+
+
+def _resumable_run(tmp_path, epochs: int, resume_from=None):
+    """Trainer + evaluator + Sauron + CheckpointSaver every epoch, as a bundle would wire them."""
+    net = _unet()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    post = Compose([Activations(sigmoid=True), AsDiscrete(threshold=0.5)])
+    validator = SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=_data(batches=1),
+        network=net,
+        postprocessing=lambda d: {**d, "pred": post(d["pred"])},
+        key_val_metric={"val_dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+        decollate=False,
+    )
+    handler = SauronPruning(
+        tau_start=0.2, tau_max=0.8, kappa=3, patience=2, mu=0.5, example_shape=SHAPE_2D, plot=False,
+        validator=validator, output_dir=tmp_path / "records",
+    )
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=epochs,
+        train_data_loader=_data(),
+        network=net,
+        optimizer=optimizer,
+        # a flat segmentation loss plateaus at once, so the thresholds rise (and patience counts) within a few epochs
+        loss_function=lambda pred, label: pred.sum() * 0.0 + 1.0,
+        train_handlers=[ValidationHandler(interval=1, validator=validator), handler],
+    )
+    record = PruningRecord(net, optimizer)
+    save_dict = {"pruning": record, "model": net, "optimizer": optimizer, "trainer": trainer, "pruner": handler}
+    CheckpointSaver(str(tmp_path / "ckpt"), save_dict, save_interval=1, n_saved=None).attach(trainer)
+    if resume_from is not None:
+        CheckpointLoader(str(resume_from), dict(save_dict)).attach(trainer)
+    trainer.run()
+    return net, optimizer, handler
+
+
+def _comparable(rows):
+    return [{k: v for k, v in row.items() if k != "time_s"} for row in rows]
+
+
+def test_a_run_killed_and_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    full_net, full_opt, full = _resumable_run(tmp_path / "full", epochs=6)
+    rows = full.history.rows
+    assert sum(row["removed_now"] for row in rows[3:]) > 0  # cuts happen after the resume point too
+    assert len({tau for row in rows for tau in row["thresholds"].values()}) > 1  # and thresholds rise
+    checkpoint = next((tmp_path / "full" / "ckpt").glob("*epoch=3.pt"))
+    content = torch.load(checkpoint, weights_only=True)
+    assert content["pruner"]["method_state"]["schedule"]["groups"]
+
+    resumed_net, resumed_opt, resumed = _resumable_run(tmp_path / "resumed", epochs=6, resume_from=checkpoint)
+    assert _comparable(resumed.history.rows) == _comparable(rows)
+    full_state, resumed_state = full.state_dict(), resumed.state_dict()
+    for state in (full_state, resumed_state):
+        state["history"]["rows"] = _comparable(state["history"]["rows"])
+    assert resumed_state == full_state  # thresholds, patience, losses, metrics, generator, last cut
+    for key, value in full_net.state_dict().items():
+        torch.testing.assert_close(resumed_net.state_dict()[key], value)
+    full_moments, resumed_moments = full_opt.state_dict()["state"], resumed_opt.state_dict()["state"]
+    for index, entry in full_moments.items():
+        torch.testing.assert_close(resumed_moments[index]["exp_avg"], entry["exp_avg"])
+
+
+def test_final_pruned_checkpoint_reloads_into_a_fresh_network_with_weights_only(tmp_path):
+    net = _unet()
+    handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=1, example_shape=SHAPE_2D, plot=False)
+    _trainer(net, handler, epochs=1).run()
+    torch.save({"pruning": PruningRecord(net).state_dict(), "model": net.state_dict()}, tmp_path / "model.pt")
+    fresh = load_pruned_network(_unet(), tmp_path / "model.pt")
+    x = torch.randn(SHAPE_2D)
+    torch.testing.assert_close(fresh(x), net.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lam": -1.0}, "`lam` must be a number >= 0"),
+        ({"tau_start": 0.5, "tau_max": 0.1}, "tau_start <= tau_max"),
+        ({"score_batches": 0}, "`score_batches` must be an int >= 1 or None"),
+        ({"kappa": 0}, "`kappa` must be an int >= 1"),
+    ],
+)
+def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
+    with pytest.raises(PruningHandlerError, match=message):
+        SauronPruning(**kwargs)

@@ -1,0 +1,357 @@
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from monai.engines import SupervisedTrainer
+from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.networks.nets import DynUNet, UNet
+from monai.utils import CommonKeys
+from ignite.engine import Events
+from torch import nn
+
+from monai_pruning.engine import ChannelPruner, PruningRecord
+from monai_pruning.handlers.feature_taps import FeatureTaps
+from monai_pruning.handlers.one_shot_curve import CURVE_CSV, CURVE_PNG, one_shot_curve
+from monai_pruning.handlers.pruning_base import PruningHandlerError
+from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
+from monai_pruning.handlers.taylorfo_scoring import score_channels
+
+SHAPE = (2, 1, 16, 16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Two threads on a shared 2-core machine make tiny BatchNorm calls 20x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _unet(dtype=torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    return UNet(2, 1, 1, channels=(8, 16, 32), strides=(2, 2), num_res_units=0, norm="batch").to(dtype)
+
+
+def _data(batches: int = 2, dtype=torch.float32) -> list[dict]:
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn((2 * batches, *SHAPE[1:]), generator=generator, dtype=dtype)
+    labels = (images > 0.3).to(dtype)
+    return [{"image": images[i : i + 2], "label": labels[i : i + 2]} for i in range(0, len(images), 2)]
+
+
+def _trainer(net, handlers, epochs, data=None, loss=None) -> SupervisedTrainer:
+    return SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=epochs,
+        train_data_loader=data if data is not None else _data(),
+        network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9),
+        loss_function=loss if loss is not None else nn.BCEWithLogitsLoss(),
+        train_handlers=list(handlers),
+    )
+
+
+class _ScriptedValidator:
+    """Stands in for an evaluator run by ValidationHandler: a fixed metric per trainer epoch."""
+
+    def __init__(self, metrics_by_epoch: dict[int, float]) -> None:
+        self.metrics_by_epoch = metrics_by_epoch
+        self.state = SimpleNamespace(epoch=0, metrics={}, key_metric_name="val_dice")
+
+    def attach(self, engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        if engine.state.epoch in self.metrics_by_epoch:  # epochs without a value: no validation ran
+            self.state.epoch = engine.state.epoch
+            self.state.metrics = {"val_dice": self.metrics_by_epoch[engine.state.epoch]}
+
+
+class _EpochProbe:
+    """A handler running ``fn(engine)`` at epoch end, at its place in the handler list."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def attach(self, engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.fn)
+
+
+def _gate_derivatives(net, taps_map, group, batch, loss_fn):
+    """dL_b/d(gate_bc) for a per-sample gate on group channel c at every consumer input; also dL/dy per sample."""
+    modules = dict(net.named_modules())
+    gate = torch.ones(batch["image"].shape[0], len(taps_map[group][0][1]), dtype=batch["image"].dtype,
+                      requires_grad=True)
+
+    def hook(module, args, positions):
+        x = args[0]
+        scale = torch.ones(x.shape[:2], dtype=x.dtype).index_copy(1, torch.tensor(positions), gate)
+        return (x * scale[..., None, None],)
+
+    handles = [modules[name].register_forward_pre_hook(lambda m, a, p=pos: hook(m, a, p)) for name, pos in taps_map[group]]
+    pred = net(batch["image"])
+    loss = loss_fn(pred, batch["label"])
+    grad_gate, grad_out = torch.autograd.grad(loss, [gate, pred])
+    for handle in handles:
+        handle.remove()
+    return grad_gate, grad_out
+
+
+def test_handler_score_is_activation_times_gradient_summed_over_consumers_with_unit_output_gradient():
+    net = _unet(torch.float64)
+    data = _data(batches=1, dtype=torch.float64)
+    handler = TaylorFOPruning(example_shape=SHAPE, score_batches=1, plot=False)
+    trainer = _trainer(net, [handler], epochs=1, data=data)
+    trainer.state.batch, trainer.state.dataloader = data[0], data
+    handler._ensure_pruner(trainer)
+    scores = handler.score(trainer)
+
+    net.eval()  # what scoring does to this UNet: BatchNorm on running statistics (no dropout, no DS heads)
+    taps_map = handler.pruner.graph.consumer_taps()
+    loss_fn = nn.BCEWithLogitsLoss()
+    for group in handler.pruner.prunable_groups:
+        z, grad_out = _gate_derivatives(net, taps_map, group, data[0], loss_fn)
+        norms = grad_out.flatten(1).norm(dim=1)
+        expected = (z / norms[:, None]).abs().sum(dim=0)
+        torch.testing.assert_close(scores[group], expected)
+
+
+def test_signed_unnormalised_score_matches_the_first_order_loss_change_of_zeroing_a_channel():
+    net = _unet(torch.float64).eval()
+    batch = _data(batches=1, dtype=torch.float64)[0]
+    pruner = ChannelPruner(net, SHAPE)
+    taps_map = {g: t for g, t in pruner.graph.consumer_taps().items() if g in pruner.prunable_groups}
+    taps = FeatureTaps(net, taps_map, gradients=True)
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    scores = score_channels(net, taps, [(batch["image"], batch["label"])], loss_fn, reduction="signed",
+                            normalize_gradient=False)
+    taps.remove()
+    group, channel, eps = "model.1.submodule.0.conv", 3, 1e-6
+    modules = dict(net.named_modules())
+
+    def loss_with_gate(value: float) -> float:
+        def scale(module, args, positions):
+            x = args[0].clone()
+            x[:, positions[channel]] *= value
+            return (x,)
+
+        handles = [modules[n].register_forward_pre_hook(lambda m, a, p=pos: scale(m, a, p)) for n, pos in taps_map[group]]
+        with torch.no_grad():
+            value = loss_fn(net(batch["image"]), batch["label"]).item()
+        for handle in handles:
+            handle.remove()
+        return value
+
+    # removing the channel changes the loss by -z to first order: (L(1) - L(1 - eps)) / eps = dL/dgate = z
+    finite_difference = (loss_with_gate(1.0) - loss_with_gate(1.0 - eps)) / eps
+    assert scores[group][channel].item() == pytest.approx(abs(finite_difference), rel=1e-4)
+
+
+def test_scoring_leaves_batchnorm_statistics_modes_parameter_grads_and_optimizer_alone():
+    net = _unet()
+    handler = TaylorFOPruning(example_shape=SHAPE, plot=False)
+    data = _data()
+    trainer = _trainer(net, [handler], epochs=1, data=data)
+    trainer.state.batch, trainer.state.dataloader = data[0], data
+    handler._ensure_pruner(trainer)
+    net.train()
+    net.model[0].adn.N.eval()
+    modes = {name: m.training for name, m in net.named_modules()}
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    handler.score(trainer)
+    assert {name: m.training for name, m in net.named_modules()} == modes
+    for key, value in net.named_buffers():
+        torch.testing.assert_close(value, buffers[key])
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in net.parameters())
+    assert trainer.optimizer.state_dict()["state"] == {}
+
+
+def test_random_gradient_scores_need_no_labels_and_are_reproducible_by_seed():
+    net = _unet()
+    pruner = ChannelPruner(net, SHAPE)
+    taps = FeatureTaps(net, {g: t for g, t in pruner.graph.consumer_taps().items() if g in pruner.prunable_groups},
+                       gradients=True)
+    batches = [(d["image"], None) for d in _data()]
+
+    def run(seed):
+        return score_channels(net, taps, batches, gradient="random", generator=torch.Generator().manual_seed(seed))
+
+    first, again, other = run(3), run(3), run(4)
+    assert set(first) == set(pruner.prunable_groups)
+    for group in first:
+        torch.testing.assert_close(first[group], again[group])
+    assert any(not torch.allclose(first[g], other[g]) for g in first)
+
+
+def test_handler_cuts_globally_keeps_the_optimizer_stepping_and_stops_at_the_macs_target(tmp_path):
+    net = _unet()
+    evaluated = []
+    handler = TaylorFOPruning(
+        prune_count=6, target_macs_reduction=0.3, example_shape=SHAPE, score_batches=1, output_dir=tmp_path,
+        one_shot_steps=[4, 0.5], one_shot_evaluate=lambda n: evaluated.append(n) or 0.5,
+    )
+    trainer = _trainer(net, [handler], epochs=4)
+    before = {}
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def keep(engine):
+        before[engine.state.epoch] = {k: v.clone() for k, v in engine.network.state_dict().items()}
+
+    trainer.run()
+    rows = handler.history.rows
+    assert rows[0]["removed_now"] == 6 and rows[0]["channels"] == 8 + 16 + 32 + 8 - 6
+    assert rows[-1]["phase"] == "finetune" and handler.stop_reason == "target"
+    assert rows[-1]["macs_ratio"] <= 0.7
+    assert rows[-1]["removed_now"] == 0  # pruning has stopped, training goes on
+    # parameters of the pruned network keep changing: the optimizer follows the cut
+    last = before[4]
+    assert any(not torch.equal(v, last[k]) for k, v in net.state_dict().items() if k.endswith("weight"))
+    assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == {id(p) for p in net.parameters()}
+    # one-shot curve at the first step: 0, 4 and half of the channels, on copies
+    assert len(evaluated) == 3 and all(n is not net for n in evaluated)
+    assert (tmp_path / CURVE_CSV).read_text().count("\n") == 4 and (tmp_path / CURVE_PNG).exists()
+
+
+def test_a_metric_drop_undoes_the_last_cut_and_stops_pruning():
+    net = _unet()
+    validator = _ScriptedValidator({1: 0.80, 2: 0.79, 3: 0.50, 4: 0.60, 5: 0.60})
+    handler = TaylorFOPruning(prune_count=5, tolerance=0.05, validator=validator, example_shape=SHAPE, plot=False,
+                              score_batches=1)
+    saved = {}
+
+    def before_pruning(engine):
+        saved[("before", engine.state.epoch)] = copy.deepcopy(net.state_dict())
+
+    def after_pruning(engine):
+        saved[("after", engine.state.epoch)] = copy.deepcopy(net.state_dict())
+
+    trainer = _trainer(net, [validator, _EpochProbe(before_pruning), handler, _EpochProbe(after_pruning)], epochs=5)
+    lr = trainer.optimizer.param_groups[0]["lr"] = 0.04  # changed after the snapshot: must survive the rollback
+    trainer.run()
+    rows = handler.history.rows
+    assert handler.baseline == pytest.approx(0.80)
+    assert [row["removed_now"] for row in rows] == [5, 5, 0, 0, 0]
+    assert "rollback" in rows[2]["events"] and rows[2]["phase"] == "finetune"
+    assert handler.stop_reason == "tolerance" and handler.snapshot is None
+    assert rows[2]["widths"] == rows[0]["widths"]  # the second cut is undone, the first (accepted) one stays
+    restored, before_second_cut = saved[("after", 3)], saved[("before", 2)]
+    assert restored.keys() == before_second_cut.keys()
+    for key, value in before_second_cut.items():
+        torch.testing.assert_close(restored[key], value)
+    assert {id(p) for g in trainer.optimizer.param_groups for p in g["params"]} == {id(p) for p in net.parameters()}
+    assert all(p in trainer.optimizer.state for p in net.parameters())  # momentum restored with the weights
+    assert trainer.optimizer.param_groups[0]["lr"] == lr
+
+
+def test_first_cut_waits_for_a_validation_baseline():
+    net = _unet()
+    validator = _ScriptedValidator({2: 0.7})
+    handler = TaylorFOPruning(prune_count=3, validator=validator, example_shape=SHAPE, plot=False, score_batches=1)
+    _trainer(net, [validator, handler], epochs=2).run()
+    assert [row["removed_now"] for row in handler.history.rows] == [0, 3]
+    assert "waiting" in handler.history.rows[0]["events"]
+    assert handler.baseline == pytest.approx(0.7)
+
+
+def test_iteration_level_schedule_cuts_every_interval_iterations():
+    net = _unet()
+    handler = TaylorFOPruning(prune_count=2, epoch_level=False, interval=1, example_shape=SHAPE, plot=False,
+                              score_batches=1, tolerance=None)
+    _trainer(net, [handler], epochs=2).run()
+    assert [row["removed_now"] for row in handler.history.rows] == [4, 4]
+    assert handler.steps == 4
+
+
+def test_deep_supervision_network_with_stacked_outputs_is_scored_and_pruned():
+    torch.manual_seed(0)
+    net = DynUNet(2, 1, 1, kernel_size=[3, 3, 3], strides=[1, 2, 2], upsample_kernel_size=[2, 2], filters=[8, 16, 32],
+                  deep_supervision=True, deep_supr_num=1, norm_name="batch")
+
+    def loss(pred, label):  # training-mode DynUNet returns (B, heads, C, H, W)
+        return sum(nn.functional.binary_cross_entropy_with_logits(pred[:, i], label) for i in range(pred.shape[1]))
+
+    handler = TaylorFOPruning(prune_count=8, example_shape=SHAPE, plot=False, score_batches=1)
+    _trainer(net, [handler], epochs=1, loss=loss).run()
+    assert handler.history.rows[-1]["removed_now"] == 8
+    head = net.deep_supervision_heads[0].conv.conv
+    assert head.in_channels == handler.pruner.widths()["upsamples.0.conv_block.conv2.conv"]
+    net.train()
+    assert net(torch.randn(SHAPE)).shape == (2, 2, 1, 16, 16)
+
+
+def _resumable_run(tmp_path, epochs: int, resume_from=None):
+    net = _unet()
+    validator = _ScriptedValidator({1: 0.8, 2: 0.8, 3: 0.4, 4: 0.6})
+    handler = TaylorFOPruning(prune_count=4, validator=validator, tolerance=0.1, example_shape=SHAPE, plot=False,
+                              score_batches=1, reduction="sq")
+    trainer = _trainer(net, [validator, handler], epochs=epochs)
+    optimizer = trainer.optimizer
+    save_dict = {"pruning": PruningRecord(net, optimizer), "model": net, "optimizer": optimizer, "trainer": trainer,
+                 "pruner": handler}
+    CheckpointSaver(str(tmp_path / "ckpt"), save_dict, save_interval=1, n_saved=None).attach(trainer)
+    if resume_from is not None:
+        CheckpointLoader(str(resume_from), dict(save_dict)).attach(trainer)
+    trainer.run()
+    return net, handler
+
+
+def test_a_run_resumed_between_a_cut_and_its_rollback_ends_like_an_uninterrupted_one(tmp_path):
+    full_net, full = _resumable_run(tmp_path / "full", epochs=4)
+    assert "rollback" in full.history.rows[2]["events"]
+    checkpoint = next((tmp_path / "full" / "ckpt").glob("*epoch=2.pt"))
+    assert torch.load(checkpoint, weights_only=True)["pruner"]["method_state"]["snapshot"] is not None
+    resumed_net, resumed = _resumable_run(tmp_path / "resumed", epochs=4, resume_from=checkpoint)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_s"} for r in rows]  # noqa: E731
+    assert strip(resumed.history.rows) == strip(full.history.rows)
+    for key, value in full_net.state_dict().items():
+        torch.testing.assert_close(resumed_net.state_dict()[key], value)
+
+
+def test_one_shot_curve_measures_copies_and_leaves_the_network_untouched(tmp_path):
+    net = _unet()
+    state = copy.deepcopy(net.state_dict())
+    x = _data(batches=1)[0]["image"]
+    rows = one_shot_curve(net, _data(), lambda n: n.eval()(x).mean().item(), SHAPE, [0.25, 10, 0.5],
+                          loss_function=nn.BCEWithLogitsLoss(), output_dir=tmp_path, metric_name="score")
+    assert [row["requested"] for row in rows] == [0, 10, 16, 32]
+    assert [row["removed"] for row in rows] == [0, 10, 16, 32]
+    macs = [row["macs"] for row in rows]
+    assert macs == sorted(macs, reverse=True) and macs[0] > macs[-1]
+    assert all(isinstance(row["score"], float) for row in rows)
+    assert net.state_dict().keys() == state.keys()
+    for key, value in state.items():
+        assert torch.equal(net.state_dict()[key], value)
+    assert not any(m._forward_pre_hooks for m in net.modules())
+    assert (tmp_path / CURVE_CSV).exists() and (tmp_path / CURVE_PNG).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prune_fraction": 0.0}, "`prune_fraction` must be in \\(0, 1\\]"),
+        ({"prune_count": 0}, "`prune_count` must be an int >= 1"),
+        ({"reduction": "mean"}, "`reduction` must be one of"),
+        ({"gradient": "label"}, "`gradient` must be one of"),
+        ({"target_macs_reduction": 1.5}, "`target_macs_reduction` must be a fraction"),
+        ({"baseline_metric": 0.8}, "`baseline_metric` needs a `validator`"),
+        ({"one_shot_steps": [0.1]}, "`one_shot_steps` needs a callable `one_shot_evaluate`"),
+    ],
+)
+def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
+    with pytest.raises(PruningHandlerError, match=message):
+        TaylorFOPruning(**kwargs)
+
+
+def test_loss_output_must_be_a_tensor_or_list_of_tensors():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1))
+    pruner = ChannelPruner(net, SHAPE)
+    taps = FeatureTaps(net, pruner.graph.consumer_taps(), gradients=True)
+    with pytest.raises(TypeError, match="network output must be a tensor or a list of tensors"):
+        score_channels(net, taps, [(torch.randn(SHAPE), None)], forward=lambda x: {CommonKeys.PRED: net(x)},
+                       gradient="random", generator=torch.Generator())
