@@ -118,19 +118,20 @@ def brain_phantom(
         inner = np.argwhere(depth > brain_top + 8.0)
         seed_voxel = inner[int(rng.integers(len(inner)))]
         where = [float(c[tuple(seed_voxel)] if c.ndim else c) for c in np.broadcast_arrays(x, y, z)]
-        size = rng.uniform(10, 25)
+        size = rng.uniform(12, 26)
         distance = wobbly_blob(
             rng,
             (x, y, z),
             where,
             (size, size * rng.uniform(0.6, 1.0), size * rng.uniform(0.6, 1.0)),
-            roughness=0.35,
+            roughness=0.3,
             rotation=random_rotation(rng),
             wobble=lesion_wobble,
         )
         contrast = rng.uniform(0.3, 0.65) if rng.random() < 0.65 else rng.uniform(1.25, 1.5)
         weight = np.clip((1.1 - distance) / 0.3, 0.0, 1.0) * brain
-        t1 = t1 * (1.0 - weight) + weight * (contrast + 0.04 * texture)
+        # A mottled interior (unlike the smooth CSF it may resemble in brightness) gives the lesion its own texture.
+        t1 = t1 * (1.0 - weight) + weight * contrast * (1.0 + 0.12 * texture)
         lesion |= brain & (distance < 0.95)
 
     t1 = ndimage.gaussian_filter(t1, sigma=0.5)  # partial volume

@@ -138,7 +138,7 @@ class FeatureTaps:
             if self.first_only and self._calls.get(module_name):
                 return None  # a module called twice: its first call is enough to see the group
             if self.gradients and torch.is_grad_enabled() and inputs.requires_grad:
-                alias = inputs
+                alias = inputs.view_as(inputs)
                 call = _Call(alias)
                 alias.register_hook(call.store_grad)
                 self._calls.setdefault(module_name, []).append(call)

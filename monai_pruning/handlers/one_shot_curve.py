@@ -127,7 +127,8 @@ def curve_from_scores(
     if output_dir is not None:
         folder = Path(output_dir)
         PruningHistory(rows).write_csv(folder / CURVE_CSV)
-        plot_pruning_curve(rows, folder / CURVE_PNG, x="macs", y=metric_name, title=f"one-shot TaylorFO: {metric_name} vs MACs")
+        title = f"one-shot TaylorFO: {metric_name} vs MACs"
+        plot_pruning_curve(rows, folder / CURVE_PNG, x="macs", y=metric_name, title=title)
     return rows
 
 
@@ -196,7 +197,14 @@ def one_shot_curve(
     finally:
         taps.remove()
     return curve_from_scores(
-        network, scores, evaluate_fn, example_shape, steps, output_dir, min_channels=min_channels, metric_name=metric_name
+        network,
+        scores,
+        evaluate_fn,
+        example_shape,
+        steps,
+        output_dir,
+        min_channels=min_channels,
+        metric_name=metric_name,
     )
 
 
@@ -220,7 +228,8 @@ def evaluator_metric_fn(evaluator: Any, metric_name: str | None = None) -> Calla
             evaluator.network = original
         name = metric_name or evaluator.state.key_metric_name
         if name not in evaluator.state.metrics:
-            raise ValueError(f"evaluator_metric_fn: metric {name!r} not found; it has {sorted(evaluator.state.metrics)}.")
+            known = sorted(evaluator.state.metrics)
+            raise ValueError(f"evaluator_metric_fn: metric {name!r} not found; it has {known}.")
         value = evaluator.state.metrics[name]
         return float(value.mean()) if isinstance(value, torch.Tensor) else float(value)
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from monai.utils import IgniteInfo, min_version, optional_import
 from monai_pruning.engine import ChannelPruner, PruningRecord
-from monai_pruning.measure import measure_complexity
+from monai_pruning.measure import Complexity, measure_complexity
 from monai_pruning.report import PruningHistory, plot_channel_history, write_scalars
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -134,9 +134,10 @@ class PruningHandlerBase:
         if example_shape is not None:
             if isinstance(example_shape, (str, bytes)) or not isinstance(example_shape, Sequence):
                 raise PruningHandlerError(f"{where}: `example_shape` must be a list of ints, got {example_shape!r}.")
-            if len(example_shape) < 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in example_shape):
+            bad = [s for s in example_shape if isinstance(s, bool) or not isinstance(s, int) or s < 1]
+            if len(example_shape) < 3 or bad:
                 raise PruningHandlerError(
-                    f"{where}: `example_shape` must be (batch, channels, *spatial) positive ints, got {example_shape!r}."
+                    f"{where}: `example_shape` must be (batch, channels, *spatial), positive ints; got {example_shape!r}."
                 )
         if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
             raise PruningHandlerError(f"{where}: `min_channels` must be an int >= 1, got {min_channels!r}.")
@@ -163,6 +164,7 @@ class PruningHandlerBase:
         self._name = name
 
         self.pruner: ChannelPruner | None = None
+        self._cost: Complexity | None = None
         self.history = PruningHistory()
         self.reference: dict[str, int] | None = None  # params, macs, channels of the network when pruning started
         self.val_metrics: list[float] = []
@@ -184,7 +186,8 @@ class PruningHandlerBase:
         for attribute in ("network", "optimizer"):  # set after the handlers are attached, so checked here
             if getattr(engine, attribute, None) is None:
                 raise PruningHandlerError(
-                    f"{type(self).__name__} must be attached to a MONAI SupervisedTrainer (engine has no `{attribute}`)."
+                    f"{type(self).__name__} must be attached to a MONAI SupervisedTrainer "
+                    f"(the engine has no `{attribute}`)."
                 )
         network = engine.network
         if isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
@@ -196,6 +199,7 @@ class PruningHandlerBase:
             self.example_shape = self._shape_from_batch(engine)
         with preserved_rng(network):
             self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
+        self._cost = None
         if not self.pruner.prunable_groups:
             self.logger.warning(f"{type(self).__name__}: {type(network).__name__} has no prunable channel group.")
         if self.reference is None:
@@ -205,7 +209,8 @@ class PruningHandlerBase:
 
     def _shape_from_batch(self, engine: Engine) -> tuple[int, ...]:
         try:
-            batch = engine.prepare_batch(engine.state.batch, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+            state = engine.state
+            batch = engine.prepare_batch(state.batch, state.device, engine.non_blocking, **engine.to_kwargs)
             shape = tuple(int(s) for s in batch[0].shape)
         except Exception as err:  # noqa: BLE001 - any failure means: ask the user for the shape
             raise PruningHandlerError(
@@ -228,17 +233,23 @@ class PruningHandlerBase:
         """Hook for subclasses: remove their feature taps."""
 
     # --- measurements -------------------------------------------------------------------------------------------
-    def complexity(self):
-        """Parameters and MACs of the network now, for one sample of ``example_shape``, in eval mode (no DS heads)."""
+    def complexity(self) -> Complexity:
+        """
+        Parameters and MACs of the network now, for one sample of ``example_shape``, in eval mode (what inference
+        costs, without deep-supervision heads). Measured by a forward pass, so cached until the next cut.
+        """
+        if self._cost is not None:
+            return self._cost
         network = self.pruner.network
         modes = {module: module.training for module in network.modules()}
         network.eval()
         try:
             with preserved_rng(network):
-                return measure_complexity(network, (1, *self.example_shape[1:]))
+                self._cost = measure_complexity(network, (1, *self.example_shape[1:]))
         finally:
             for module, training in modes.items():
                 module.training = training
+        return self._cost
 
     def fresh_metric(self, engine: Engine) -> float | None:
         """The validator's metric if the validator ran during this epoch of the trainer, else None."""
@@ -271,6 +282,7 @@ class PruningHandlerBase:
         with preserved_rng(engine.network), torch.no_grad():
             removed = self.pruner.cut(removals, optimizer=engine.optimizer)
         self.cuts += 1
+        self._cost = None
         self.best_since_cut = None
         self._pruner_ready(engine)
         return removed
@@ -280,6 +292,7 @@ class PruningHandlerBase:
         self._release_hooks()
         with preserved_rng(engine.network):
             self.pruner = ChannelPruner(engine.network, self.example_shape, min_channels=self.min_channels)
+        self._cost = None
         self.best_since_cut = None
         self._pruner_ready(engine)
 
@@ -356,7 +369,8 @@ class PruningHandlerBase:
         self.history.write_json(self.output_dir / HISTORY_JSON)
         self.history.write_csv(self.output_dir / HISTORY_CSV)
         if self.plot:
-            plot_channel_history(self.history, self.output_dir / CHANNELS_PNG, title=f"{self.method}: channels per group")
+            title = f"{self.method}: channels per group"
+            plot_channel_history(self.history, self.output_dir / CHANNELS_PNG, title=title)
 
     def _write_tensorboard(self, row: Mapping[str, Any]) -> None:
         if self.summary_writer is None and self.tensorboard_dir is not None:

@@ -72,11 +72,10 @@ class SauronPruning(PruningHandlerBase):
             ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``, ``best_checkpoint``, ``name``:
             see :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase`.
 
-    Example (``prune_sauron.json`` overlay on a training config)::
+    Example (bundle config; between ``ValidationHandler`` and ``CheckpointSaver`` in the trainer's handlers)::
 
-        "pruning_handler": {"_target_": "monai_pruning.handlers.SauronPruning", "validator": "@validate#evaluator",
-                            "output_dir": "$@bundle_root + '/pruning'", "lam": 0.5},
-        "train#handlers": "$@train#handlers[:-1] + [@pruning_handler] + @train#handlers[-1:]"
+        {"_target_": "monai_pruning.handlers.SauronPruning", "lam": 0.5, "validator": "@validate#evaluator",
+         "output_dir": "$@output_dir + '/pruning'", "best_checkpoint": "$@ckpt_dir + '/model_pruned_best.pt'"}
     """
 
     method = "sauron"
@@ -121,7 +120,9 @@ class SauronPruning(PruningHandlerBase):
         if score_batches is not None and (
             isinstance(score_batches, bool) or not isinstance(score_batches, int) or score_batches < 1
         ):
-            raise PruningHandlerError(f"SauronPruning: `score_batches` must be an int >= 1 or None, got {score_batches!r}.")
+            raise PruningHandlerError(
+                f"SauronPruning: `score_batches` must be an int >= 1 or None, got {score_batches!r}."
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise PruningHandlerError(f"SauronPruning: `seed` must be an int, got {seed!r}.")
         try:

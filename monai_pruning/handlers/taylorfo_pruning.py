@@ -1,5 +1,6 @@
 """
-TaylorFO filter pruning as an Ignite handler (Molchanov et al. 2017/2019; Sapkota et al. 2023; ``reference/taylorfo.md``).
+TaylorFO filter pruning as an Ignite handler (Molchanov et al. 2017/2019; Sapkota et al. 2023; see
+``reference/taylorfo.md``).
 
 Every ``interval`` epochs (or iterations) from ``start_epoch``, the channels of all prunable groups are scored by their
 first-order Taylor importance on a few training batches, and the globally least important ones are removed; training
@@ -106,12 +107,11 @@ class TaylorFOPruning(PruningHandlerBase):
         kwargs: ``example_shape``, ``min_channels`` (default 2), ``output_dir``, ``plot``, ``summary_writer``,
             ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``, ``best_checkpoint``, ``name``.
 
-    Example (``prune_taylorfo.json`` overlay)::
+    Example (bundle config; between ``ValidationHandler`` and ``CheckpointSaver`` in the trainer's handlers)::
 
-        "pruning_handler": {"_target_": "monai_pruning.handlers.TaylorFOPruning", "validator": "@validate#evaluator",
-                            "prune_fraction": 0.02, "start_epoch": 10, "interval": 2, "score_batches": 32,
-                            "target_macs_reduction": 0.7, "tolerance": 0.01,
-                            "output_dir": "$@bundle_root + '/pruning'"}
+        {"_target_": "monai_pruning.handlers.TaylorFOPruning", "validator": "@validate#evaluator",
+         "prune_fraction": 0.02, "start_epoch": 10, "interval": 2, "score_batches": 32,
+         "target_macs_reduction": 0.7, "tolerance": 0.01, "output_dir": "$@output_dir + '/pruning'"}
     """
 
     method = "taylorfo"
@@ -163,7 +163,9 @@ class TaylorFOPruning(PruningHandlerBase):
         self.prune_count = _positive_int(prune_count, "prune_count", allow_none=True)
         if prune_count is None:
             if isinstance(prune_fraction, bool) or not isinstance(prune_fraction, (int, float)):
-                raise PruningHandlerError(f"TaylorFOPruning: `prune_fraction` must be a number, got {prune_fraction!r}.")
+                raise PruningHandlerError(
+                    f"TaylorFOPruning: `prune_fraction` must be a number, got {prune_fraction!r}."
+                )
             if not 0.0 < float(prune_fraction) <= 1.0:
                 raise PruningHandlerError(f"TaylorFOPruning: `prune_fraction` must be in (0, 1], got {prune_fraction}.")
         self.prune_fraction = float(prune_fraction)
@@ -172,16 +174,22 @@ class TaylorFOPruning(PruningHandlerBase):
         self.start_epoch = _positive_int(start_epoch, "start_epoch")
         self.score_batches = _positive_int(score_batches, "score_batches", allow_none=True)
         if reduction not in REDUCTION_MODES:
-            raise PruningHandlerError(f"TaylorFOPruning: `reduction` must be one of {REDUCTION_MODES}, got {reduction!r}.")
+            raise PruningHandlerError(
+                f"TaylorFOPruning: `reduction` must be one of {REDUCTION_MODES}, got {reduction!r}."
+            )
         if gradient not in GRADIENT_SOURCES:
-            raise PruningHandlerError(f"TaylorFOPruning: `gradient` must be one of {GRADIENT_SOURCES}, got {gradient!r}.")
+            raise PruningHandlerError(
+                f"TaylorFOPruning: `gradient` must be one of {GRADIENT_SOURCES}, got {gradient!r}."
+            )
         self.reduction = reduction
         self.gradient = gradient
         self.normalize_gradient = bool(normalize_gradient)
         self.layerwise_normalize = bool(layerwise_normalize)
         self.target_macs_reduction = _optional_fraction(target_macs_reduction, "target_macs_reduction")
         self.target_params_reduction = _optional_fraction(target_params_reduction, "target_params_reduction")
-        if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0):
+        if tolerance is not None and (
+            isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0
+        ):
             raise PruningHandlerError(f"TaylorFOPruning: `tolerance` must be a number >= 0 or None, got {tolerance!r}.")
         if baseline_metric is not None and validator is None:
             raise PruningHandlerError("TaylorFOPruning: `baseline_metric` needs a `validator` to compare with.")
@@ -249,7 +257,7 @@ class TaylorFOPruning(PruningHandlerBase):
             self.maybe_save_best(engine, metric)
         if self.epoch_level and self.phase == PRUNING and self._epoch_scheduled(engine.state.epoch):
             self.step(engine)
-        row = self.record(
+        self.record(
             engine,
             {
                 "phase": self.phase,
@@ -262,7 +270,6 @@ class TaylorFOPruning(PruningHandlerBase):
             },
         )
         self._epoch_removed, self._epoch_events = 0, []
-        del row
 
     def _summary(self, row: Mapping[str, Any]) -> str:
         events = f" [{row['events']}]" if row["events"] else ""

@@ -93,7 +93,8 @@ def score_channels(
         layerwise_normalize: divide each group's scores by their L2 norm (ablation; makes groups comparable).
         generator: random generator for ``gradient="random"`` (drawn on the CPU, so results do not depend on the
             device).
-        autocast: keyword arguments for ``torch.autocast`` (AMP), or None to run in full precision.
+        autocast: keyword arguments for ``torch.autocast("cuda")`` (AMP, CUDA inputs only, like MONAI's trainer),
+            or None to run in full precision.
 
     Returns:
         ``{group: (C,) scores}`` for the groups whose channels received a gradient, in loss units (unitless after
@@ -119,8 +120,8 @@ def score_channels(
             taps.clear()
             taps.enabled = True
             try:
-                if autocast is not None:
-                    with torch.autocast(device_type=inputs.device.type, **dict(autocast)):
+                if autocast is not None and inputs.device.type == "cuda":  # as SupervisedTrainer(amp=True) does
+                    with torch.autocast("cuda", **dict(autocast)):
                         pred = run(inputs, *args, **kwargs)
                         loss = loss_function(pred, targets).mean() if gradient == "loss" else None
                 else:
@@ -133,8 +134,10 @@ def score_channels(
                 grads = list(torch.autograd.grad(loss, outputs, retain_graph=True, allow_unused=True))
                 grads = [torch.zeros_like(o) if g is None else g for o, g in zip(outputs, grads)]
             else:
+                # drawn on the CPU in float32: the same seed gives the same gradients on any device
                 grads = [
-                    torch.randn(o.shape, generator=generator, dtype=torch.float32).to(o.device, o.dtype) for o in outputs
+                    torch.randn(o.shape, generator=generator, dtype=torch.float32).to(o.device, o.dtype)
+                    for o in outputs
                 ]
             if normalize_gradient:
                 grads = normalize_output_gradients(grads)

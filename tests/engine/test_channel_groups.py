@@ -21,7 +21,7 @@ from monai_pruning.engine import ChannelPruner, TraceError, UnprunableChannelsWa
 SHAPE = (2, 1, 16, 16)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
     before = torch.get_num_threads()
@@ -205,7 +205,8 @@ def test_dynunet_deep_supervision_heads_lose_their_input_channels_and_train_mode
                       deep_supr_num=1)
     pruner = ChannelPruner(network, SHAPE)
     head = network.deep_supervision_heads[0].conv.conv
-    feeding = [name for name, g in pruner.prunable_groups.items() if "deep_supervision_heads.0.conv.conv" in g.consumers]
+    head_name = "deep_supervision_heads.0.conv.conv"
+    feeding = [name for name, g in pruner.prunable_groups.items() if head_name in g.consumers]
     assert feeding == ["upsamples.0.conv_block.conv2.conv"]
 
     pruner.cut({feeding[0]: [0, 3, 7]})

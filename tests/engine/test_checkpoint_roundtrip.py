@@ -27,7 +27,7 @@ SHAPE = (2, 1, 16, 16)
 CUT = {"model.0.residual": [1], "model.1.submodule.0.residual": [0, 5], "model.1.submodule.2.0.conv": [3]}
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
     before = torch.get_num_threads()

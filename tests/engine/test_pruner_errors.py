@@ -15,7 +15,7 @@ from monai_pruning.engine import ChannelPruner, PruningError
 SHAPE = (2, 1, 16, 16)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
     before = torch.get_num_threads()

@@ -21,7 +21,7 @@ from monai_pruning.measure import count_macs, count_parameters
 SHAPE = (2, 1, 16, 16)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
     before = torch.get_num_threads()
@@ -58,6 +58,10 @@ def _reload(fresh: nn.Module, checkpoint: dict) -> nn.Module:
     PruningRecord(fresh).load_state_dict(checkpoint["pruning"])
     fresh.load_state_dict(checkpoint["model"], strict=True)
     return fresh
+
+
+def _groupnorms(network: nn.Module) -> dict[str, tuple[int, int]]:
+    return {n: (m.num_channels, m.num_groups) for n, m in network.named_modules() if isinstance(m, nn.GroupNorm)}
 
 
 def _same_outputs(a: nn.Module, b: nn.Module, shape) -> bool:
@@ -129,8 +133,8 @@ def test_record_restores_groupnorm_num_groups_of_a_pruned_segresnet():
     checkpoint = _through_a_file(network)
     fresh = _reload(_segresnet(seed=1), checkpoint)
 
-    norms = {name: (m.num_channels, m.num_groups) for name, m in fresh.named_modules() if isinstance(m, nn.GroupNorm)}
-    assert norms == {n: (m.num_channels, m.num_groups) for n, m in network.named_modules() if isinstance(m, nn.GroupNorm)}
+    norms = _groupnorms(fresh)
+    assert norms == _groupnorms(network)
     assert norms["conv_final.0"] == (4, 2) and checkpoint["pruning"]["modules"]["conv_final.0"]["num_groups"] == 2
     assert norms["down_layers.1.1.norm1"] == (12, 3)
     assert _same_outputs(fresh, network, SHAPE)
@@ -139,7 +143,7 @@ def test_record_restores_groupnorm_num_groups_of_a_pruned_segresnet():
 def test_record_of_an_unpruned_network_changes_nothing():
     network = _unet()
     fresh = _unet(seed=1)
-    before = [p for p in fresh.parameters()]
+    before = list(fresh.parameters())
     PruningRecord(fresh).load_state_dict(PruningRecord(network).state_dict())
     assert all(a is b for a, b in zip(before, fresh.parameters()))
 

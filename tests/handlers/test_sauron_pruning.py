@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -38,7 +39,8 @@ def _data(shape=SHAPE_2D, batches: int = 2) -> list[dict]:
     generator = torch.Generator().manual_seed(1)
     images = torch.randn((batches * shape[0], *shape[1:]), generator=generator)
     labels = (images > 0.3).float()
-    return [{"image": images[i : i + shape[0]], "label": labels[i : i + shape[0]]} for i in range(0, len(images), shape[0])]
+    size = shape[0]
+    return [{"image": images[i : i + size], "label": labels[i : i + size]} for i in range(0, len(images), size)]
 
 
 def _trainer(net, handler, epochs, data=None, loss=None, lr=0.01):
@@ -92,13 +94,15 @@ def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights()
 
 def test_channels_are_cut_at_epoch_end_and_the_optimizer_keeps_training_the_pruned_network(tmp_path):
     net = _unet()
-    handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=2, example_shape=SHAPE_2D, output_dir=tmp_path, plot=False)
+    handler = SauronPruning(
+        tau_start=0.6, tau_max=0.9, kappa=2, example_shape=SHAPE_2D, output_dir=tmp_path, plot=False
+    )
     trainer = _trainer(net, handler, epochs=2)
     snapshots = {}
 
     @trainer.on(IterationEvents.MODEL_COMPLETED)
     def after_step(engine):
-        snapshots.setdefault(engine.state.epoch, {k: v.clone() for k, v in engine.network.state_dict().items()})
+        snapshots[engine.state.iteration] = {k: v.clone() for k, v in engine.network.state_dict().items()}
 
     trainer.run()
     rows = handler.history.rows
@@ -112,14 +116,12 @@ def test_channels_are_cut_at_epoch_end_and_the_optimizer_keeps_training_the_prun
     held = [p for group in trainer.optimizer.param_groups for p in group["params"]]
     assert {id(p) for p in held} == {id(p) for p in live}
     assert all(p in trainer.optimizer.state for p in live)
-    widths_after_first = rows[0]["widths"]
-    first_step_epoch2 = snapshots[2]
-    final = net.state_dict()
-    assert first_step_epoch2["model.0.conv.weight"].shape[0] == widths_after_first["model.0.conv"]
-    changed = [k for k, v in final.items() if k.endswith("weight") and v.shape == first_step_epoch2[k].shape
-               and not torch.equal(v, first_step_epoch2[k])]
-    assert changed
-    assert all(torch.isfinite(v).all() for v in final.values())
+    cut_group = next(group for group, n in rows[0]["removed"].items() if n > 0)
+    first_step, second_step = snapshots[3], snapshots[4]  # epoch 2 (2 batches per epoch), after the first cut
+    weight = f"{cut_group}.weight"
+    assert first_step[weight].shape[0] == rows[0]["widths"][cut_group]
+    assert not torch.equal(first_step[weight], second_step[weight])
+    assert all(torch.isfinite(v).all() for v in net.state_dict().values())
     assert json.loads((tmp_path / HISTORY_JSON).read_text())[-1]["epoch"] == 2
     assert trainer.state.metrics["params"] == sum(p.numel() for p in net.parameters())
 
@@ -145,6 +147,17 @@ def test_groupnorm_groups_lose_whole_blocks_only():
     assert sum(handler.history.rows[-1]["removed"].values()) > 0
     for group, width in widths.items():
         assert width % units[group] == 0 and width >= units[group]
+
+
+def test_delta_prune_is_measured_on_the_last_score_batches_of_each_epoch():
+    handler = SauronPruning(score_batches=2)
+    engine = SimpleNamespace(state=SimpleNamespace(epoch_length=5, iteration=0))
+    chosen = []
+    for iteration in range(1, 11):
+        engine.state.iteration = iteration
+        chosen.append(handler._scoring_batch(engine))
+    assert [i for i, used in zip(range(1, 11), chosen) if used] == [4, 5, 9, 10]
+    assert SauronPruning()._scoring_batch(engine)  # default: every batch
 
 
 def _resumable_run(tmp_path, epochs: int, resume_from=None):

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from monai.engines import SupervisedTrainer
-from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import CheckpointLoader, CheckpointSaver, MeanSquaredError, from_engine
 from monai.networks.nets import DynUNet, UNet
 from monai.utils import CommonKeys
 from ignite.engine import Events
@@ -14,7 +14,7 @@ from torch import nn
 
 from monai_pruning.engine import ChannelPruner, PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
-from monai_pruning.handlers.one_shot_curve import CURVE_CSV, CURVE_PNG, one_shot_curve
+from monai_pruning.handlers.one_shot_curve import CURVE_CSV, CURVE_PNG, evaluator_metric_fn, one_shot_curve
 from monai_pruning.handlers.pruning_base import PruningHandlerError
 from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
 from monai_pruning.handlers.taylorfo_scoring import score_channels
@@ -92,7 +92,9 @@ def _gate_derivatives(net, taps_map, group, batch, loss_fn):
         scale = torch.ones(x.shape[:2], dtype=x.dtype).index_copy(1, torch.tensor(positions), gate)
         return (x * scale[..., None, None],)
 
-    handles = [modules[name].register_forward_pre_hook(lambda m, a, p=pos: hook(m, a, p)) for name, pos in taps_map[group]]
+    handles = [
+        modules[name].register_forward_pre_hook(lambda m, a, p=pos: hook(m, a, p)) for name, pos in taps_map[group]
+    ]
     pred = net(batch["image"])
     loss = loss_fn(pred, batch["label"])
     grad_gate, grad_out = torch.autograd.grad(loss, [gate, pred])
@@ -139,7 +141,9 @@ def test_signed_unnormalised_score_matches_the_first_order_loss_change_of_zeroin
             x[:, positions[channel]] *= value
             return (x,)
 
-        handles = [modules[n].register_forward_pre_hook(lambda m, a, p=pos: scale(m, a, p)) for n, pos in taps_map[group]]
+        handles = [
+            modules[n].register_forward_pre_hook(lambda m, a, p=pos: scale(m, a, p)) for n, pos in taps_map[group]
+        ]
         with torch.no_grad():
             value = loss_fn(net(batch["image"]), batch["label"]).item()
         for handle in handles:
@@ -193,7 +197,7 @@ def test_handler_cuts_globally_keeps_the_optimizer_stepping_and_stops_at_the_mac
     net = _unet()
     evaluated = []
     handler = TaylorFOPruning(
-        prune_count=6, target_macs_reduction=0.3, example_shape=SHAPE, score_batches=1, output_dir=tmp_path,
+        prune_count=6, target_macs_reduction=0.3, example_shape=SHAPE, score_batches=1, output_dir=tmp_path, plot=False,
         one_shot_steps=[4, 0.5], one_shot_evaluate=lambda n: evaluated.append(n) or 0.5,
     )
     trainer = _trainer(net, [handler], epochs=4)
@@ -276,9 +280,10 @@ def test_deep_supervision_network_with_stacked_outputs_is_scored_and_pruned():
     def loss(pred, label):  # training-mode DynUNet returns (B, heads, C, H, W)
         return sum(nn.functional.binary_cross_entropy_with_logits(pred[:, i], label) for i in range(pred.shape[1]))
 
-    handler = TaylorFOPruning(prune_count=8, example_shape=SHAPE, plot=False, score_batches=1)
+    handler = TaylorFOPruning(prune_fraction=0.05, example_shape=SHAPE, plot=False, score_batches=1)
     _trainer(net, [handler], epochs=1, loss=loss).run()
-    assert handler.history.rows[-1]["removed_now"] == 8
+    assert handler.reference["channels"] == 2 * (8 + 16 + 32) + 3 * (16 + 8)  # up-convolutions included
+    assert handler.history.rows[-1]["removed_now"] == round(0.05 * 184)
     head = net.deep_supervision_heads[0].conv.conv
     assert head.in_channels == handler.pruner.widths()["upsamples.0.conv_block.conv2.conv"]
     net.train()
@@ -329,6 +334,25 @@ def test_one_shot_curve_measures_copies_and_leaves_the_network_untouched(tmp_pat
         assert torch.equal(net.state_dict()[key], value)
     assert not any(m._forward_pre_hooks for m in net.modules())
     assert (tmp_path / CURVE_CSV).exists() and (tmp_path / CURVE_PNG).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_network_back():
+    net = _unet()
+    copy_net = copy.deepcopy(net)
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=_data(batches=1),
+        network=net,
+        key_val_metric={"val_mse": MeanSquaredError(output_transform=from_engine(["pred", "label"]))},
+        decollate=False,
+    )
+    seen = []
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: seen.append(engine.network))
+    value = evaluator_metric_fn(evaluator)(copy_net)
+    assert isinstance(value, float) and value > 0
+    assert seen == [copy_net] and evaluator.network is net
+    with pytest.raises(ValueError, match=r"metric 'dice' not found; it has \['val_mse'\]"):
+        evaluator_metric_fn(evaluator, metric_name="dice")(copy_net)
 
 
 @pytest.mark.parametrize(

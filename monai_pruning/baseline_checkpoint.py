@@ -1,0 +1,34 @@
+"""Keep the unpruned baseline's checkpoint when a pruning run starts from it and then writes ``model.pt``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["keep_baseline"]
+
+
+def keep_baseline(model_path: str | os.PathLike, baseline_path: str | os.PathLike) -> str:
+    """Return ``baseline_path``, first copying ``model_path`` there if no baseline was kept yet.
+
+    A pruning overlay (``prune_taylorfo.json``) fine-tunes from the trained baseline and saves the pruned model as
+    ``models/model.pt``, the file inference uses.  Copying the baseline aside once, before that, keeps it for the
+    next pruning run and for the side-by-side benchmark.
+
+    Raises:
+        FileNotFoundError: neither file exists (the baseline was never trained).
+    """
+    baseline = Path(baseline_path)
+    if baseline.is_file():
+        return str(baseline)
+    source = Path(model_path)
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"no baseline checkpoint: neither {baseline} nor {source} exists; train the baseline first "
+            "(configs/train.json) or pass --baseline_checkpoint <path>"
+        )
+    partial = baseline.with_name(baseline.name + ".partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, baseline)
+    return str(baseline)
