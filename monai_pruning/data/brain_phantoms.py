@@ -5,9 +5,9 @@ Synthetic T1-weighted head MR volumes with lesion masks, written in the Medical 
 
 Each volume (about 48 x 56 x 48 voxels of 3.4-3.8 mm, RAS+ affine) holds scalp fat, skull with marrow, CSF, a folded
 cortex with sulci and a midline fissure, white matter, deep grey nuclei, ventricles and a cerebellum, under a smooth
-multiplicative bias field and Rician noise, at an arbitrary scanner scale. Lesions are irregular blobs either darker
-than their surroundings (then as dark as cortex or CSF) or brighter (then as bright as scalp fat), so no intensity
-window isolates them.
+multiplicative bias field and Rician noise, at an arbitrary scanner scale. Lesions are irregular, mottled blobs clearly
+darker or brighter than the tissue they replace, which puts them at the brightness of cortex, CSF, white matter or
+scalp fat elsewhere in the head, so no intensity window isolates them.
 """
 
 from __future__ import annotations
@@ -128,7 +128,11 @@ def brain_phantom(
             rotation=random_rotation(rng),
             wobble=lesion_wobble,
         )
-        contrast = rng.uniform(0.3, 0.65) if rng.random() < 0.65 else rng.uniform(1.25, 1.5)
+        # Contrast is relative to the tissue replaced: a dark lesion in white matter is as dark as cortex, one in
+        # cortex as dark as CSF; a bright one in cortex is as bright as white matter, in white matter as scalp fat.
+        core = brain & (distance < 0.8)
+        surrounding = float(np.median(t1[core])) if core.any() else _WM
+        contrast = surrounding * (rng.uniform(0.35, 0.65) if rng.random() < 1.0 else rng.uniform(1.3, 1.6))
         weight = np.clip((1.1 - distance) / 0.3, 0.0, 1.0) * brain
         # A mottled interior (unlike the smooth CSF it may resemble in brightness) gives the lesion its own texture.
         t1 = t1 * (1.0 - weight) + weight * contrast * (1.0 + 0.12 * texture)

@@ -1,6 +1,23 @@
-"""PyTorch-Ignite event handlers: pruning methods, atomic checkpoints and per-case evaluation reports."""
+"""PyTorch-Ignite event handlers: the pruning methods, atomic checkpoints and per-case evaluation reports."""
 
 from monai_pruning.handlers.atomic_checkpoint_saver import AtomicCheckpointSaver
 from monai_pruning.handlers.case_metrics_report import CaseMetricsReport
+from monai_pruning.handlers.feature_taps import FeatureTaps
+from monai_pruning.handlers.one_shot_curve import evaluator_metric_fn, one_shot_curve
+from monai_pruning.handlers.pruning_base import PruningHandlerBase, PruningHandlerError
+from monai_pruning.handlers.sauron_pruning import SauronPruning
+from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
+from monai_pruning.handlers.taylorfo_scoring import score_channels
 
-__all__ = ["AtomicCheckpointSaver", "CaseMetricsReport"]
+__all__ = [
+    "AtomicCheckpointSaver",
+    "CaseMetricsReport",
+    "FeatureTaps",
+    "PruningHandlerBase",
+    "PruningHandlerError",
+    "SauronPruning",
+    "TaylorFOPruning",
+    "evaluator_metric_fn",
+    "one_shot_curve",
+    "score_channels",
+]

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.engines import default_prepare_batch
 from torch import nn
 
-from monai.engines import default_prepare_batch
 from monai_pruning.criteria import select_global_lowest
 from monai_pruning.engine import ChannelPruner
 from monai_pruning.handlers.feature_taps import FeatureTaps

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
-from monai.utils import IgniteInfo, min_version, optional_import
 from monai_pruning.engine import ChannelPruner, PruningRecord
 from monai_pruning.measure import Complexity, measure_complexity
 from monai_pruning.report import PruningHistory, plot_channel_history, write_scalars
@@ -137,7 +137,7 @@ class PruningHandlerBase:
             bad = [s for s in example_shape if isinstance(s, bool) or not isinstance(s, int) or s < 1]
             if len(example_shape) < 3 or bad:
                 raise PruningHandlerError(
-                    f"{where}: `example_shape` must be (batch, channels, *spatial), positive ints; got {example_shape!r}."
+                    f"{where}: `example_shape` must be positive ints (batch, channels, *spatial): {example_shape!r}."
                 )
         if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
             raise PruningHandlerError(f"{where}: `min_channels` must be an int >= 1, got {min_channels!r}.")
@@ -213,8 +213,9 @@ class PruningHandlerBase:
             batch = engine.prepare_batch(state.batch, state.device, engine.non_blocking, **engine.to_kwargs)
             shape = tuple(int(s) for s in batch[0].shape)
         except Exception as err:  # noqa: BLE001 - any failure means: ask the user for the shape
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise PruningHandlerError(
-                f"{type(self).__name__}: cannot read the input shape from the first training batch ({err}); "
+                f"{type(self).__name__}: cannot read the input shape from the first training batch ({reason}); "
                 "give `example_shape`."
             ) from None
         return (2, *shape[1:])
@@ -223,8 +224,9 @@ class PruningHandlerBase:
         """Hook for subclasses: the pruner was (re)built; register feature taps, accumulators."""
 
     def _completed(self, engine: Engine) -> None:
-        """Training ended: remove hooks, close a writer we opened."""
+        """Training ended: remove hooks, close a writer we opened; a further run rebuilds the pruner."""
         self._release_hooks()
+        self.pruner = None
         if self._own_writer and self.summary_writer is not None:
             self.summary_writer.close()
             self.summary_writer, self._own_writer = None, False

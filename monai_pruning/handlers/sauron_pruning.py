@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-
 from monai.engines import IterationEvents
 from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
+
 from monai_pruning.criteria import DeltaPruneAccumulator, ThresholdSchedule, channels_to_cut, delta_opt_penalty
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.pruning_base import (

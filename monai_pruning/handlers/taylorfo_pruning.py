@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-
 from monai.utils import IgniteInfo, min_version, optional_import
+
 from monai_pruning.criteria import REDUCTION_MODES, fraction_to_count, select_global_lowest
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps

@@ -114,3 +114,43 @@ def test_same_seed_gives_the_same_training_curve_with_a_yaml_overlay(tmp_path):
         record = json.loads((root / "runs" / "run_record.json").read_text())
         assert record["config"]["learning_rate"] == 0.01 and record["config"]["num_epochs"] == 1
     assert curves[0] and curves[0] == curves[1]
+
+
+def _history(root):
+    return json.loads((root / "runs" / "pruning" / "pruning_history.json").read_text())
+
+
+def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
+    from monai_pruning.engine import load_pruned_network
+    from monai.networks.nets import DynUNet
+
+    root = copy_bundle(NAME, tmp_path)
+    tiny = TINY[2:]
+    monai_bundle(root, "run", "--config_file", configs("train.json", "prune_sauron.json"), "--num_epochs", "2",
+                 "--sauron#tau_start", "0.3", *tiny)
+    assert (root / "runs" / "pruning" / "channels.png").is_file()
+    assert (root / "runs" / "pruning" / "pruning_history.csv").is_file()
+    # a killed run continues from its last checkpoint: same architecture, epochs 3 on
+    result = monai_bundle(root, "run", "--config_file", configs("train.json", "prune_sauron.json"), "--num_epochs",
+                          "3", "--resume", "true", "--sauron#tau_start", "0.3", *tiny)
+    assert "resuming from iteration" in result.stdout + result.stderr
+    epochs = [row["epoch"] for row in _history(root)["rows"]] if isinstance(_history(root), dict) else [
+        row["epoch"] for row in _history(root)]
+    assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
+
+    sauron_model = torch.load(root / "models" / "model.pt", weights_only=True)
+    monai_bundle(root, "run", "--config_file", configs("train.json", "prune_taylorfo.json"), "--num_epochs", "2",
+                 "--taylorfo#prune_fraction", "0.2", *tiny)
+    assert (root / "models" / "model_baseline.pt").is_file()  # the starting point is kept aside
+    filters = [4, 8, 8, 16, 16]
+    network = DynUNet(2, 3, 2, [3] * 5, [1, 2, 2, 2, 2], [2] * 4, filters=filters, norm_name="instance",
+                      act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}))
+    unpruned = sum(p.numel() for p in network.parameters())
+    load_pruned_network(network, root / "models" / "model.pt")
+    assert sum(p.numel() for p in network.parameters()) < unpruned
+    assert sauron_model["pruning"] != torch.load(root / "models" / "model.pt", weights_only=True)["pruning"]
+    out = tmp_path / "masks"
+    monai_bundle(root, "run", "--config_file", configs("inference.json"), "--input_dir",
+                 str(root / "data" / "demo" / "images"), "--output_dir", str(out), "--roi_size", "[64,64]",
+                 "--network_def#filters", str(filters).replace(" ", ""))
+    assert len(list(out.glob("*_mask.png"))) == 10

@@ -136,13 +136,14 @@ def test_3d_network_is_pruned_and_still_runs():
     assert row["removed_now"] > 0
     assert net(torch.randn(shape)).shape == (2, 1, 8, 8, 8)
     assert row["macs"] < handler.reference["macs"]
+    assert not any(m._forward_pre_hooks for m in net.modules())  # taps removed when training completed
 
 
 def test_groupnorm_groups_lose_whole_blocks_only():
     net = _unet(norm=("group", {"num_groups": 4}))
     handler = SauronPruning(tau_start=0.9, tau_max=0.95, kappa=1, example_shape=SHAPE_2D, plot=False, min_channels=1)
     _trainer(net, handler, epochs=1).run()
-    units = {name: g.unit for name, g in handler.pruner.prunable_groups.items()}
+    units = {name: g.unit for name, g in ChannelPruner(net, SHAPE_2D).prunable_groups.items()}
     widths = handler.history.rows[-1]["widths"]
     assert sum(handler.history.rows[-1]["removed"].values()) > 0
     for group, width in widths.items():

@@ -1,0 +1,138 @@
+"""The kidney CT bundle end to end on tiny demo data (train, evaluate, infer, MONAI CLI checks), and its preprocessing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from bundle_cli import BUNDLES, SCHEMA, configs, copy_bundle, monai_bundle, schema_md5
+
+NAME = "kidney_ct_segmentation"
+NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
+TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1", *NET]
+# nnU-Net KiTS19 window (-79..304 HU) after z-scoring with mean 101 HU and std 76.9 HU
+Z_LOW, Z_HIGH = (-79.0 - 101.0) / 76.9, (304.0 - 101.0) / 76.9
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = copy_bundle(NAME, tmp_path_factory.mktemp("bundle"))
+    monai_bundle(root, "run", "--config_file", configs("train.json"), "--meta_file", "configs/metadata.json", *TINY)
+    return root
+
+
+def _parsed_train_config(tmp_path, dataset_dir):
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / NAME / "configs" / "train.json"))
+    parser.update({"bundle_root": str(tmp_path / "bundle"), "dataset_dir": str(dataset_dir),
+                   "output_dir": str(tmp_path / "out")})
+    return parser
+
+
+def _write_kits_case(root, name, affine):
+    """A 40x40x30 CT of 4 mm voxels: a soft-tissue body in air, with a tumour block and a cyst block (no kidney)."""
+    hu = np.full((40, 40, 30), -1000, dtype=np.int16)
+    hu[8:32, 10:30, :] = 40
+    seg = np.zeros(hu.shape, dtype=np.uint8)
+    seg[12:18, 14:20, 10:16] = 2
+    seg[22:28, 14:20, 10:16] = 3
+    (root / name).mkdir(parents=True)
+    nib.save(nib.Nifti1Image(hu, affine), root / name / "imaging.nii.gz")
+    nib.save(nib.Nifti1Image(seg, affine), root / name / "segmentation.nii.gz")
+
+
+def test_preprocessing_folds_cysts_into_kidney_resamples_to_pixdim_and_crops_to_the_body(tmp_path):
+    lps = np.diag([-4.0, -4.0, 4.0, 1.0])  # stored left-posterior-superior, as DICOM-derived files often are
+    for index in range(3):
+        _write_kits_case(tmp_path / "kits", f"case_{index:05d}", lps)
+    parser = _parsed_train_config(tmp_path, tmp_path / "kits")
+    case = parser.get_parsed_content("data")["test"][0]
+    out = parser.get_parsed_content("validate#preprocessing")(case)
+    image, label = out["image"], out["label"]
+    assert sorted(torch.unique(label).tolist()) == [0.0, 1.0, 2.0]  # cyst (3) became kidney (1)
+    assert torch.count_nonzero(label == 1) == torch.count_nonzero(label == 2)  # same-size blocks, same resampling
+    np.testing.assert_allclose(np.diag(image.affine.numpy())[:3], [3.0, 3.0, 3.0])  # RAS, 3 mm
+    # the body spans 24 x 20 voxels of 4 mm = 32 x ~27 voxels of 3 mm; the air around it is cropped away
+    assert tuple(image.shape[1:3]) == (32, 27) and image.shape[3] == 40
+    assert Z_LOW - 1e-4 <= float(image.min()) and float(image.max()) <= Z_HIGH + 1e-4
+    patches = parser.get_parsed_content("train#preprocessing")(parser.get_parsed_content("data")["training"][0])
+    assert len(patches) == parser.get_parsed_content("num_samples")
+    assert all(tuple(p["image"].shape) == (1, 48, 48, 32) for p in patches)
+
+
+def test_training_on_demo_data_writes_pruning_checkpoints_and_a_run_record(trained):
+    for name in ("model.pt", "model_best.pt"):
+        checkpoint = torch.load(trained / "models" / name, weights_only=True)
+        assert list(checkpoint)[:2] == ["pruning", "model"]
+    record = json.loads((trained / "runs" / "run_record.json").read_text())
+    assert record["seed"] == 0 and record["config"]["network_def"]["filters"] == [4, 4, 8, 8, 16]
+    split = json.loads((trained / "runs" / "split.json").read_text())
+    assert split
+    assert len(list((trained / "data" / "demo").glob("case_*/imaging.nii.gz"))) == 5
+    assert list((trained / "runs" / "checkpoints").glob("checkpoint_epoch=2.pt"))
+
+
+def test_evaluate_writes_per_case_dice_and_hd95_for_kidney_and_tumour(trained):
+    monai_bundle(trained, "run", "--config_file", configs("train.json", "evaluate.json"), *TINY)
+    with open(trained / "eval" / "case_metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[-1]["case"] == "mean" and len(rows) == 2  # 5 demo cases: one test case, then the mean
+    assert {"test_mean_dice_kidney", "test_mean_dice_tumour", "test_hd95_kidney", "test_hd95_tumour"} <= set(rows[0])
+    assert all(0.0 <= float(r["test_mean_dice_kidney"]) <= 1.0 for r in rows)
+
+
+def test_inference_writes_masks_with_the_input_shape_and_affine_whatever_the_file_orientation(trained, tmp_path):
+    source = nib.load(trained / "data" / "demo" / "case_00000" / "imaging.nii.gz")
+    inputs = tmp_path / "new"
+    inputs.mkdir()
+    nib.save(source, inputs / "scan_ras.nii.gz")
+    to_lps = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(source.affine), nib.orientations.axcodes2ornt(("L", "P", "S"))
+    )
+    nib.save(source.as_reoriented(to_lps), inputs / "scan_lps.nii")
+    out = tmp_path / "pred"
+    monai_bundle(trained, "run", "--config_file", configs("inference.json"), "--input_dir", str(inputs),
+                 "--output_dir", str(out), *NET)
+    masks = {}
+    for stem, suffix in (("scan_ras", ".nii.gz"), ("scan_lps", ".nii")):
+        image, mask = nib.load(inputs / f"{stem}{suffix}"), nib.load(out / f"{stem}_seg.nii.gz")
+        assert mask.shape == image.shape
+        np.testing.assert_allclose(mask.affine, image.affine, atol=1e-4)
+        masks[stem] = mask
+        assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= {0, 1, 2}
+    # the same scan stored in two orientations gets the same segmentation
+    back = nib.as_closest_canonical(masks["scan_lps"])
+    np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(masks["scan_ras"].dataobj))
+
+
+def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json", "--input_dir",
+         str(tmp_path / "nope"), *NET],
+        cwd=trained, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert f"ERROR: input folder not found: {tmp_path / 'nope'}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_monai_cli_checks_pass_offline(trained):
+    monai_bundle(trained, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA),
+                 "--hash_val", schema_md5())
+    overrides = ["--network_def#filters", "[4,4,8,8,16]"]
+    for net_id in ("network_def", "pruned_network_def"):
+        monai_bundle(trained, "verify_net_in_out", net_id, "--meta_file", "configs/metadata.json",
+                     "--config_file", configs("inference.json"), *overrides)
+    monai_bundle(trained, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
+                 "models/model.pt", "--key_in_ckpt", "model", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *overrides)
+    scripted = torch.jit.load(str(trained / "models" / "model.ts"))
+    assert scripted(torch.rand(1, 1, 32, 32, 32)).shape == (1, 3, 32, 32, 32)
