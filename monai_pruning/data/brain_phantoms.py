@@ -5,9 +5,9 @@ Synthetic T1-weighted head MR volumes with lesion masks, written in the Medical 
 
 Each volume (about 48 x 56 x 48 voxels of 3.4-3.8 mm, RAS+ affine) holds scalp fat, skull with marrow, CSF, a folded
 cortex with sulci and a midline fissure, white matter, deep grey nuclei, ventricles and a cerebellum, under a smooth
-multiplicative bias field and Rician noise, at an arbitrary scanner scale. Lesions are irregular, mottled blobs clearly
-darker or brighter than the tissue they replace, which puts them at the brightness of cortex, CSF, white matter or
-scalp fat elsewhere in the head, so no intensity window isolates them.
+multiplicative bias field and Rician noise, at an arbitrary scanner scale. Lesions are irregular, mottled blobs centred
+in white matter, clearly darker or brighter than the tissue they replace, which puts them at the brightness of cortex,
+CSF, white matter or scalp fat elsewhere in the head, so no intensity window isolates them.
 """
 
 from __future__ import annotations
@@ -111,13 +111,14 @@ def brain_phantom(
         )
         t1[ventricle < 1.0] = _CSF
 
-    # Lesions: one, sometimes two, inside the brain; darker or brighter than what they replace, with a soft rim.
+    # Lesions: one, sometimes two, centred in white matter and often reaching the cortex or a ventricle; darker or
+    # brighter than what they replace, with a soft rim.
     lesion = np.zeros(full, dtype=bool)
     lesion_wobble = noise(10.0)
     for _ in range(1 if rng.random() < 0.75 else 2):
-        inner = np.argwhere(depth > brain_top + 8.0)
+        inner = np.argwhere(white & (depth > brain_top + 14.0))
         seed_voxel = inner[int(rng.integers(len(inner)))]
-        where = [float(c[tuple(seed_voxel)] if c.ndim else c) for c in np.broadcast_arrays(x, y, z)]
+        where = [float(axis.ravel()[index]) for axis, index in zip((x, y, z), seed_voxel)]
         size = rng.uniform(12, 26)
         distance = wobbly_blob(
             rng,
@@ -132,7 +133,7 @@ def brain_phantom(
         # cortex as dark as CSF; a bright one in cortex is as bright as white matter, in white matter as scalp fat.
         core = brain & (distance < 0.8)
         surrounding = float(np.median(t1[core])) if core.any() else _WM
-        contrast = surrounding * (rng.uniform(0.35, 0.65) if rng.random() < 1.0 else rng.uniform(1.3, 1.6))
+        contrast = surrounding * (rng.uniform(0.35, 0.65) if rng.random() < 0.65 else rng.uniform(1.3, 1.6))
         weight = np.clip((1.1 - distance) / 0.3, 0.0, 1.0) * brain
         # A mottled interior (unlike the smooth CSF it may resemble in brightness) gives the lesion its own texture.
         t1 = t1 * (1.0 - weight) + weight * contrast * (1.0 + 0.12 * texture)

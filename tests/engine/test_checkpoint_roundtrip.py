@@ -27,15 +27,6 @@ SHAPE = (2, 1, 16, 16)
 CUT = {"model.0.residual": [1], "model.1.submodule.0.residual": [0, 5], "model.1.submodule.2.0.conv": [3]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _unet(seed: int = 0) -> UNet:
     torch.manual_seed(seed)
     return UNet(2, 1, 2, (4, 8, 16), (2, 2), num_res_units=1, norm="batch")

@@ -39,15 +39,6 @@ ENCODING = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _network() -> UNet:
     torch.manual_seed(0)
     return UNet(2, 1, 2, (4, 8, 16), (2, 2), num_res_units=1, norm="batch")

@@ -15,15 +15,6 @@ from monai_pruning.engine import ChannelPruner, PruningError
 SHAPE = (2, 1, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def unet_pruner() -> ChannelPruner:
     """Shared by the tests that must not cut anything (each one checks that nothing was cut)."""

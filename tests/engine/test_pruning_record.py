@@ -21,15 +21,6 @@ from monai_pruning.measure import count_macs, count_parameters
 SHAPE = (2, 1, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks gain nothing from threads; on a shared 2-core machine two threads only spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _unet(channels=(4, 8, 16), seed: int = 0, **kwargs) -> UNet:
     torch.manual_seed(seed)
     return UNet(2, 1, 2, channels, (2, 2), num_res_units=1, norm="batch", **kwargs)

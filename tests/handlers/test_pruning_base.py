@@ -23,15 +23,6 @@ from monai_pruning.handlers.pruning_base import (
 SHAPE = (2, 1, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two threads on a shared 2-core machine make tiny BatchNorm calls 20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _unet() -> nn.Module:
     torch.manual_seed(0)
     return UNet(2, 1, 2, channels=(4, 8, 16), strides=(2, 2), num_res_units=0, norm="batch")

@@ -21,15 +21,6 @@ from monai_pruning.handlers.sauron_pruning import PENALTY_KEY, SEG_LOSS_KEY, Sau
 SHAPE_2D = (2, 1, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two threads on a shared 2-core machine make tiny BatchNorm calls 20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _unet(spatial_dims: int = 2, norm="batch") -> nn.Module:
     torch.manual_seed(0)
     return UNet(spatial_dims, 1, 1, channels=(8, 16, 32), strides=(2, 2), num_res_units=0, norm=norm)
