@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import json
 import os
 import shutil
@@ -58,7 +57,7 @@ def network_def(bundle: Path, overrides: dict[str, Any] | None = None) -> torch.
 
 
 def load_model(bundle: str, checkpoint: str) -> torch.nn.Module:
-    """Module-level (picklable) builder for the peak-memory subprocess."""
+    """The bundle's network, reshaped to and loaded from ``checkpoint``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_pruned_network(network_def(Path(bundle)), checkpoint)
@@ -98,6 +97,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo"])
+    parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
     args = parser.parse_args()
 
     source = REPO / "bundles" / args.bundle
@@ -115,10 +115,13 @@ def main() -> None:
     for method in args.methods:
         configs, overrides, starts_from = plans[method]
         root = work / method
+        roots[method] = root
+        if args.measure_only:
+            results[method] = {"train_s": None, "dice": mean_dice(root / "eval" / "case_metrics.csv")}
+            continue
         if root.exists():
             shutil.rmtree(root)
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("data", "runs", "models", "eval", "predictions"))
-        roots[method] = root
         if starts_from is not None:
             (root / "models").mkdir(exist_ok=True)
             shutil.copy(roots[starts_from] / "models" / "model.pt", root / "models" / "model.pt")
@@ -137,8 +140,11 @@ def main() -> None:
         model = load_model(str(source), str(checkpoint))
         complexity = measure_complexity(model, shape)
         latency = measure_latency(model, shape, repeats=args.repeats, num_threads=args.threads)
-        memory = peak_inference_memory_mb(functools.partial(load_model, str(source), str(checkpoint)), shape,
-                                          num_threads=args.threads)
+        scripted = work / f"{method}.ts"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.script(model), str(scripted))
+        memory = peak_inference_memory_mb(str(scripted), shape, num_threads=args.threads)
         results[method].update(params=complexity.params, macs=complexity.macs, latency_s=latency.median_s,
                                checkpoint_mb=os.path.getsize(checkpoint) / 2**20, peak_memory_mb=memory)
         if method != "baseline":

@@ -1,4 +1,4 @@
-"""The kidney CT bundle end to end on tiny demo data (train, evaluate, infer, MONAI CLI checks), and its preprocessing."""
+"""The kidney CT bundle end to end on tiny demo data (train, evaluate, infer, MONAI checks), and its preprocessing."""
 
 from __future__ import annotations
 
@@ -11,15 +11,25 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
 from bundle_cli import BUNDLES, SCHEMA, configs, copy_bundle, monai_bundle, schema_md5
 
 NAME = "kidney_ct_segmentation"
 NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
-TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1", *NET]
+TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1",
+        *NET]
 # nnU-Net KiTS19 window (-79..304 HU) after z-scoring with mean 101 HU and std 76.9 HU
 Z_LOW, Z_HIGH = (-79.0 - 101.0) / 76.9, (304.0 - 101.0) / 76.9
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_cpu_thread():
+    """Run this module's ``monai.bundle`` subprocesses with one OpenMP thread: the tiny 3-D networks gain nothing from
+    more, and on a busy machine two threads waiting for each other made every training step about 8x slower."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +76,8 @@ def test_preprocessing_folds_cysts_into_kidney_resamples_to_pixdim_and_crops_to_
     assert Z_LOW - 1e-4 <= float(image.min()) and float(image.max()) <= Z_HIGH + 1e-4
     patches = parser.get_parsed_content("train#preprocessing")(parser.get_parsed_content("data")["training"][0])
     assert len(patches) == parser.get_parsed_content("num_samples")
-    assert all(tuple(p["image"].shape) == (1, 48, 48, 32) for p in patches)
+    roi_size = tuple(parser.get_parsed_content("roi_size"))
+    assert all(tuple(p["image"].shape) == (1, *roi_size) for p in patches)
 
 
 def test_training_on_demo_data_writes_pruning_checkpoints_and_a_run_record(trained):
@@ -90,7 +101,7 @@ def test_evaluate_writes_per_case_dice_and_hd95_for_kidney_and_tumour(trained):
     assert all(0.0 <= float(r["test_mean_dice_kidney"]) <= 1.0 for r in rows)
 
 
-def test_inference_writes_masks_with_the_input_shape_and_affine_whatever_the_file_orientation(trained, tmp_path):
+def test_inference_writes_masks_with_the_input_shape_and_affine_and_skips_kits_mask_files(trained, tmp_path):
     source = nib.load(trained / "data" / "demo" / "case_00000" / "imaging.nii.gz")
     inputs = tmp_path / "new"
     inputs.mkdir()
@@ -99,9 +110,12 @@ def test_inference_writes_masks_with_the_input_shape_and_affine_whatever_the_fil
         nib.orientations.io_orientation(source.affine), nib.orientations.axcodes2ornt(("L", "P", "S"))
     )
     nib.save(source.as_reoriented(to_lps), inputs / "scan_lps.nii")
+    mask_file = trained / "data" / "demo" / "case_00000" / "segmentation.nii.gz"
+    (inputs / "segmentation.nii.gz").write_bytes(mask_file.read_bytes())  # a KiTS case folder holds the mask too
     out = tmp_path / "pred"
     monai_bundle(trained, "run", "--config_file", configs("inference.json"), "--input_dir", str(inputs),
                  "--output_dir", str(out), *NET)
+    assert sorted(p.name for p in out.iterdir()) == ["scan_lps_seg.nii.gz", "scan_ras_seg.nii.gz"]
     masks = {}
     for stem, suffix in (("scan_ras", ".nii.gz"), ("scan_lps", ".nii")):
         image, mask = nib.load(inputs / f"{stem}{suffix}"), nib.load(out / f"{stem}_seg.nii.gz")
@@ -125,13 +139,17 @@ def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_pa
     assert "Traceback" not in result.stderr
 
 
-def test_monai_cli_checks_pass_offline(trained):
-    monai_bundle(trained, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA),
-                 "--hash_val", schema_md5())
+def test_metadata_and_network_shapes_pass_the_monai_checks_offline(trained, monkeypatch):
+    monkeypatch.chdir(trained)  # the configs' paths are relative to the bundle folder, as on the command line
+    verify_metadata(meta_file="configs/metadata.json", filepath=str(SCHEMA), hash_val=schema_md5())
+    verify_net_in_out("network_def", meta_file="configs/metadata.json", config_file="configs/inference.json",
+                      **{"network_def#filters": [4, 4, 8, 8, 16]})
+
+
+def test_pruned_network_def_passes_verify_net_in_out_and_exports_to_torchscript_on_the_command_line(trained):
     overrides = ["--network_def#filters", "[4,4,8,8,16]"]
-    for net_id in ("network_def", "pruned_network_def"):
-        monai_bundle(trained, "verify_net_in_out", net_id, "--meta_file", "configs/metadata.json",
-                     "--config_file", configs("inference.json"), *overrides)
+    monai_bundle(trained, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *overrides)
     monai_bundle(trained, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
                  "models/model.pt", "--key_in_ckpt", "model", "--meta_file", "configs/metadata.json",
                  "--config_file", configs("inference.json"), *overrides)

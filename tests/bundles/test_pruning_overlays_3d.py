@@ -1,0 +1,34 @@
+"""The Sauron and TaylorFO overlays on the 3D bundles (kidney CT, brain MRI): they prune, save a record that
+inference rebuilds, and keep the baseline aside.  The polyp bundle's overlays are tested in test_polyp_bundle.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bundle_cli import configs, copy_bundle, monai_bundle
+
+NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
+TINY = ["--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1", *NET]
+
+
+@pytest.mark.parametrize("name", ["kidney_ct_segmentation", "brain_mri_segmentation"])
+def test_3d_bundle_pruning_overlays_prune_and_feed_inference(name, tmp_path):
+    root = copy_bundle(name, tmp_path)
+    monai_bundle(root, "run", "--config_file", configs("train.json", "prune_sauron.json"), "--num_epochs", "1",
+                 "--sauron#tau_start", "0.3", *TINY)
+    rows = json.loads((root / "runs" / "pruning" / "pruning_history.json").read_text())
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert rows and "widths" in rows[0]
+    monai_bundle(root, "run", "--config_file", configs("train.json", "prune_taylorfo.json"), "--num_epochs", "1",
+                 "--taylorfo#prune_fraction", "0.2", *TINY)
+    assert (root / "models" / "model_baseline.pt").is_file()
+    baseline = torch.load(root / "models" / "model_baseline.pt", weights_only=True)
+    pruned = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert list(pruned)[:2] == ["pruning", "model"]
+    count = lambda state: sum(v.numel() for k, v in state["model"].items() if k.endswith("weight"))  # noqa: E731
+    assert count(pruned) < count(baseline)
+    monai_bundle(root, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *NET)
