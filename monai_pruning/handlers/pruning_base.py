@@ -23,10 +23,10 @@ epoch k + 1), and BEFORE ``CheckpointSaver`` and ``StatsHandler`` (so the checkp
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from torch import nn
 from monai_pruning.engine import ChannelPruner, PruningRecord
 from monai_pruning.measure import Complexity, measure_complexity
 from monai_pruning.report import PruningHistory, plot_channel_history, write_scalars
+from monai_pruning.report.atomic_file import atomic_write_bytes
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -311,17 +312,9 @@ class PruningHandlerBase:
         if self.best_checkpoint is None:
             return
         content = {"pruning": PruningRecord(engine.network).state_dict(), "model": engine.network.state_dict()}
-        destination = self.best_checkpoint
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-        os.close(handle)
-        try:
-            torch.save(content, temporary)
-            os.replace(temporary, destination)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        buffer = io.BytesIO()
+        torch.save(content, buffer)
+        destination = atomic_write_bytes(self.best_checkpoint, buffer.getvalue(), where=type(self).__name__)
         self.logger.info(f"{type(self).__name__}: best {self._metric_label()} {metric:.4f} so far for this "
                          f"architecture, saved {destination}")
 
