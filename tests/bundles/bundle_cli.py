@@ -42,3 +42,18 @@ def configs(*names: str) -> str:
 
 def schema_md5() -> str:
     return hashlib.md5(SCHEMA.read_bytes()).hexdigest()
+
+
+def export_pruned_torchscript(root: Path, *overrides: str):
+    """Check ``pruned_network_def`` with ``verify_net_in_out``, export it with ``ckpt_export`` and load the result.
+
+    Every bundle must pass this from its own folder with only the CLI: it is how a pruned checkpoint reaches the
+    tools (and collaborators) that know nothing about pruning records.
+    """
+    import torch
+
+    common = ["--meta_file", "configs/metadata.json", "--config_file", configs("inference.json"), *overrides]
+    monai_bundle(root, "verify_net_in_out", "pruned_network_def", *common)
+    monai_bundle(root, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
+                 "models/model.pt", "--key_in_ckpt", "model", *common)
+    return torch.jit.load(str(root / "models" / "model.ts"))

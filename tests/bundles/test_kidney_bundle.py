@@ -13,7 +13,15 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
-from bundle_cli import BUNDLES, SCHEMA, configs, copy_bundle, monai_bundle, schema_md5
+from bundle_cli import (
+    BUNDLES,
+    SCHEMA,
+    configs,
+    copy_bundle,
+    export_pruned_torchscript,
+    monai_bundle,
+    schema_md5,
+)
 
 NAME = "kidney_ct_segmentation"
 NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
@@ -148,10 +156,5 @@ def test_metadata_and_network_shapes_pass_the_monai_checks_offline(trained, monk
 
 def test_pruned_network_def_passes_verify_net_in_out_and_exports_to_torchscript_on_the_command_line(trained):
     overrides = ["--network_def#filters", "[4,4,8,8,16]"]
-    monai_bundle(trained, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *overrides)
-    monai_bundle(trained, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
-                 "models/model.pt", "--key_in_ckpt", "model", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *overrides)
-    scripted = torch.jit.load(str(trained / "models" / "model.ts"))
+    scripted = export_pruned_torchscript(trained, *overrides)
     assert scripted(torch.rand(1, 1, 32, 32, 32)).shape == (1, 3, 32, 32, 32)

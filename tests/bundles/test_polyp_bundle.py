@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bundle_cli import SCHEMA, configs, copy_bundle, monai_bundle, schema_md5
+from bundle_cli import SCHEMA, configs, copy_bundle, export_pruned_torchscript, monai_bundle, schema_md5
 
 NAME = "polyp_endoscopy_segmentation"
 TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "10", "--batch_size", "2",
@@ -72,12 +72,7 @@ def test_monai_cli_checks_pass_offline(trained):
     overrides = ["--network_def#filters", "[4,8,8,16,16]"]
     monai_bundle(trained, "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
                  "--config_file", configs("inference.json"), *overrides)
-    monai_bundle(trained, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *overrides)
-    monai_bundle(trained, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
-                 "models/model.pt", "--key_in_ckpt", "model", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *overrides)
-    scripted = torch.jit.load(str(trained / "models" / "model.ts"))
+    scripted = export_pruned_torchscript(trained, *overrides)
     assert scripted(torch.rand(1, 3, 64, 64)).shape == (1, 2, 64, 64)
 
 
