@@ -2,11 +2,13 @@
 Pure maths of the pruning methods: no engines, no hooks, no networks.
 
 ``sauron`` holds the Sauron distances (delta_opt, delta_prune) and its threshold schedule; ``taylor`` holds the
-TaylorFO importance scores and the global selection of channels to remove.
+TaylorFO importance scores and the global selection of channels to remove; ``channel_cost`` holds what one channel of
+each group costs in MACs, to rank by importance per MAC.
 """
 
 from __future__ import annotations
 
+from .channel_cost import cost_normalize, macs_per_channel
 from .sauron import (
     DeltaPruneAccumulator,
     ThresholdSchedule,
@@ -28,6 +30,8 @@ from .taylor import (
 )
 
 __all__ = [
+    "cost_normalize",
+    "macs_per_channel",
     "DeltaPruneAccumulator",
     "ThresholdSchedule",
     "channels_to_cut",

@@ -287,7 +287,7 @@ class ThresholdSchedule:
     and set the counter to ``patience``. Converged means all of:
 
     - training-loss plateau: at least ``patience + 1`` losses are recorded and the last one is neither below the
-      minimum nor above the maximum of the previous ``patience`` ones;
+      minimum (less ``plateau_tolerance`` of it) nor above the maximum of the previous ``patience`` ones;
     - validation stalled: the last validation metric is not a new best compared with the *earlier* ones (strictly
       greater for ``metric_mode="max"``, strictly smaller for ``"min"``; a single value counts as a new best).
       With no validation metric recorded at all this condition does not block, so runs without a validation set
@@ -304,6 +304,10 @@ class ThresholdSchedule:
         mu: fraction of a group's channels; a cut of at least ``ceil(mu * width)`` channels means the group is still
             shrinking at its current tau and must not rise yet.
         metric_mode: ``"max"`` when a higher validation metric is better (Dice), ``"min"`` for a loss.
+        plateau_tolerance: relative improvement of the training loss that still counts as a plateau, like the
+            relative ``threshold`` of ``torch.optim.lr_scheduler.ReduceLROnPlateau``. 0 (the paper): any new minimum
+            blocks. A short schedule whose loss keeps falling by a few percent per epoch (epochs of a few
+            iterations, as in the demo bundles) never plateaus otherwise, so tau never leaves ``tau_start``.
     """
 
     def __init__(
@@ -314,6 +318,7 @@ class ThresholdSchedule:
         patience: int = 5,
         mu: float = 0.02,
         metric_mode: str = "max",
+        plateau_tolerance: float = 0.0,
     ) -> None:
         if not 0.0 <= float(tau_start) <= float(tau_max):
             raise ValueError(
@@ -327,6 +332,9 @@ class ThresholdSchedule:
             raise ValueError(f"ThresholdSchedule: `mu` must be in [0, 1], got {mu!r}.")
         if metric_mode not in ("max", "min"):
             raise ValueError(f"ThresholdSchedule: `metric_mode` must be 'max' or 'min', got {metric_mode!r}.")
+        if isinstance(plateau_tolerance, bool) or not 0.0 <= float(plateau_tolerance) < 1.0:
+            raise ValueError(f"ThresholdSchedule: `plateau_tolerance` must be in [0, 1), got {plateau_tolerance!r}.")
+        self.plateau_tolerance = float(plateau_tolerance)
         self.tau_start = float(tau_start)
         self.tau_max = float(tau_max)
         self.kappa = kappa
@@ -361,12 +369,16 @@ class ThresholdSchedule:
             self._wait[group] = 0
 
     def training_loss_plateaued(self, train_losses: Sequence[float]) -> bool:
-        """True when the last of at least ``patience + 1`` losses lies within the range of the ``patience`` before."""
+        """
+        True when the last of at least ``patience + 1`` losses lies within the range of the ``patience`` before, the
+        lower end extended by ``plateau_tolerance`` of its magnitude.
+        """
         if len(train_losses) < self.patience + 1:
             return False
         last = float(train_losses[-1])
         previous = [float(value) for value in train_losses[-self.patience - 1 : -1]]
-        return min(previous) <= last <= max(previous)
+        low = min(previous)
+        return low - self.plateau_tolerance * abs(low) <= last <= max(previous)
 
     def validation_stalled(self, val_metrics: Sequence[float]) -> bool:
         """True unless the last validation metric beats every earlier one; True when none was recorded."""
@@ -434,6 +446,7 @@ class ThresholdSchedule:
             "patience": self.patience,
             "mu": self.mu,
             "metric_mode": self.metric_mode,
+            "plateau_tolerance": self.plateau_tolerance,
             "groups": {
                 group: {"step": self._step[group], "patience_left": self._wait[group], "tau": self.levels[step]}
                 for group, step in self._step.items()
@@ -447,7 +460,7 @@ class ThresholdSchedule:
         """
         if not isinstance(state, Mapping) or "groups" not in state:
             raise ValueError("ThresholdSchedule.load_state_dict: `state` must be a state_dict() dict with 'groups'.")
-        for key in ("tau_start", "tau_max", "kappa", "patience", "mu", "metric_mode"):
+        for key in ("tau_start", "tau_max", "kappa", "patience", "mu", "metric_mode", "plateau_tolerance"):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(
                     f"ThresholdSchedule.load_state_dict: saved {key}={state[key]!r} differs from this schedule's "

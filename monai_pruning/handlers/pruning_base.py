@@ -36,7 +36,8 @@ from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
 from monai_pruning.engine import ChannelPruner, PruningRecord
-from monai_pruning.measure import Complexity, measure_complexity
+from monai_pruning.criteria.channel_cost import macs_per_channel
+from monai_pruning.measure import Complexity, count_parameters, macs_by_layer
 from monai_pruning.report import PruningHistory, plot_channel_history, write_scalars
 from monai_pruning.report.atomic_file import atomic_write_bytes
 
@@ -166,6 +167,7 @@ class PruningHandlerBase:
 
         self.pruner: ChannelPruner | None = None
         self._cost: Complexity | None = None
+        self._layer_macs: dict[str, int] | None = None
         self.history = PruningHistory()
         self.reference: dict[str, int] | None = None  # params, macs, channels of the network when pruning started
         self.val_metrics: list[float] = []
@@ -200,7 +202,7 @@ class PruningHandlerBase:
             self.example_shape = self._shape_from_batch(engine)
         with preserved_rng(network):
             self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
-        self._cost = None
+        self._cost = self._layer_macs = None
         if not self.pruner.prunable_groups:
             self.logger.warning(f"{type(self).__name__}: {type(network).__name__} has no prunable channel group.")
         if self.reference is None:
@@ -241,18 +243,27 @@ class PruningHandlerBase:
         Parameters and MACs of the network now, for one sample of ``example_shape``, in eval mode (what inference
         costs, without deep-supervision heads). Measured by a forward pass, so cached until the next cut.
         """
-        if self._cost is not None:
-            return self._cost
+        if self._cost is None:
+            self._measure()
+        return self._cost
+
+    def channel_macs(self) -> dict[str, float]:
+        """MACs (one sample, eval mode) that removing one channel of each group saves, cached until the next cut."""
+        if self._layer_macs is None:
+            self._measure()
+        return macs_per_channel(self.pruner.graph, self._layer_macs)
+
+    def _measure(self) -> None:
         network = self.pruner.network
         modes = {module: module.training for module in network.modules()}
         network.eval()
         try:
             with preserved_rng(network):
-                self._cost = measure_complexity(network, (1, *self.example_shape[1:]))
+                self._layer_macs = macs_by_layer(network, (1, *self.example_shape[1:]))
         finally:
             for module, training in modes.items():
                 module.training = training
-        return self._cost
+        self._cost = Complexity(params=count_parameters(network), macs=sum(self._layer_macs.values()))
 
     def fresh_metric(self, engine: Engine) -> float | None:
         """The validator's metric if the validator ran during this epoch of the trainer, else None."""
@@ -285,7 +296,7 @@ class PruningHandlerBase:
         with preserved_rng(engine.network), torch.no_grad():
             removed = self.pruner.cut(removals, optimizer=engine.optimizer)
         self.cuts += 1
-        self._cost = None
+        self._cost = self._layer_macs = None
         self.best_since_cut = None
         self._pruner_ready(engine)
         return removed
@@ -295,7 +306,7 @@ class PruningHandlerBase:
         self._release_hooks()
         with preserved_rng(engine.network):
             self.pruner = ChannelPruner(engine.network, self.example_shape, min_channels=self.min_channels)
-        self._cost = None
+        self._cost = self._layer_macs = None
         self.best_since_cut = None
         self._pruner_ready(engine)
 

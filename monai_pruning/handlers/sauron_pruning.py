@@ -65,6 +65,8 @@ class SauronPruning(PruningHandlerBase):
         kappa: number of threshold steps from ``tau_start`` to ``tau_max``.
         patience: rho, epochs without a rise after each rise; also the loss-plateau window.
         mu: a group that removed at least this fraction of its channels in its last cut does not rise yet.
+        plateau_tolerance: relative fall of the epoch's training loss that still counts as a plateau (0: the paper,
+            any new minimum blocks a rise); see :class:`~monai_pruning.criteria.ThresholdSchedule`.
         score_batches: number of training batches at the end of each epoch on which delta_prune is measured;
             None: all batches of the epoch.
         seed: seed of the generator drawing the delta_prune reference channels.
@@ -88,6 +90,7 @@ class SauronPruning(PruningHandlerBase):
         kappa: int = 15,
         patience: int = 5,
         mu: float = 0.02,
+        plateau_tolerance: float = 0.0,
         score_batches: int | None = None,
         seed: int = 0,
         example_shape: Sequence[int] | None = None,
@@ -126,7 +129,9 @@ class SauronPruning(PruningHandlerBase):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise PruningHandlerError(f"SauronPruning: `seed` must be an int, got {seed!r}.")
         try:
-            self.schedule = ThresholdSchedule(tau_start, tau_max, kappa, patience, mu, metric_mode=metric_mode)
+            self.schedule = ThresholdSchedule(
+                tau_start, tau_max, kappa, patience, mu, metric_mode=metric_mode, plateau_tolerance=plateau_tolerance
+            )
         except ValueError as err:
             raise PruningHandlerError(f"SauronPruning: {err}") from None
         self.lam = float(lam)

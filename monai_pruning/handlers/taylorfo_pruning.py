@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_pruning.criteria import REDUCTION_MODES, fraction_to_count, select_global_lowest
+from monai_pruning.criteria import REDUCTION_MODES, cost_normalize, fraction_to_count, select_global_lowest
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import curve_from_scores
@@ -95,6 +95,9 @@ class TaylorFOPruning(PruningHandlerBase):
         gradient: ``"loss"`` or ``"random"`` (label-free).
         normalize_gradient: per-sample unit-norm output gradient ("gradient-normalised backpropagation").
         layerwise_normalize: divide each group's scores by their L2 norm before the global ranking (ablation).
+        macs_normalize: rank by importance per MAC: divide each channel's score by the MACs its removal saves
+            (:func:`~monai_pruning.criteria.macs_per_channel`, one sample of ``example_shape``). Without it the
+            global ranking removes mostly cheap deep channels: parameters fall much faster than MACs.
         target_macs_reduction: stop once this fraction of the starting MACs is removed.
         target_params_reduction: stop once this fraction of the starting parameters is removed.
         tolerance: largest accepted metric drop below the baseline (metric units, e.g. 0.01 Dice); None: no check.
@@ -128,6 +131,7 @@ class TaylorFOPruning(PruningHandlerBase):
         gradient: str = "loss",
         normalize_gradient: bool = True,
         layerwise_normalize: bool = False,
+        macs_normalize: bool = False,
         target_macs_reduction: float | None = None,
         target_params_reduction: float | None = None,
         tolerance: float | None = 0.01,
@@ -185,6 +189,7 @@ class TaylorFOPruning(PruningHandlerBase):
         self.gradient = gradient
         self.normalize_gradient = bool(normalize_gradient)
         self.layerwise_normalize = bool(layerwise_normalize)
+        self.macs_normalize = bool(macs_normalize)
         self.target_macs_reduction = _optional_fraction(target_macs_reduction, "target_macs_reduction")
         self.target_params_reduction = _optional_fraction(target_params_reduction, "target_params_reduction")
         if tolerance is not None and (
@@ -330,12 +335,13 @@ class TaylorFOPruning(PruningHandlerBase):
         if self._target_reached():
             self._stop("target")
             return {}
-        scores = self.score(engine)
+        groups = self.pruner.prunable_groups
+        scores = {group: values for group, values in self.score(engine).items() if group in groups}
+        if self.macs_normalize:
+            scores = cost_normalize(scores, self.channel_macs())
         if self.one_shot_steps is not None and not self.one_shot_done:
             self._one_shot(scores)
         count = self.prune_count or fraction_to_count(self.prune_fraction, int(self.reference["channels"]))
-        groups = self.pruner.prunable_groups
-        scores = {group: values for group, values in scores.items() if group in groups}
         selection = select_global_lowest(
             scores,
             count,

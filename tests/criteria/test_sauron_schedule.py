@@ -52,6 +52,27 @@ def test_training_loss_plateau_needs_last_loss_within_previous_patience_losses(l
 
 
 @pytest.mark.parametrize(
+    "losses, plateau",
+    [
+        ([1.0, 0.9, 0.86], True),  # 4.4% below the minimum 0.9: within 5%
+        ([1.0, 0.9, 0.85], False),  # 5.6% below: a real improvement
+        ([1.0, 0.9, 1.01], False),  # a new maximum still blocks
+        ([-1.0, -0.9, -1.04], True),  # the tolerance scales with the magnitude of a negative minimum too
+    ],
+)
+def test_plateau_tolerance_counts_a_small_relative_fall_as_a_plateau(losses, plateau):
+    assert _schedule(plateau_tolerance=0.05).training_loss_plateaued(losses) is plateau
+
+
+def test_plateau_tolerance_is_validated_and_part_of_the_saved_settings():
+    with pytest.raises(ValueError, match="plateau_tolerance"):
+        _schedule(plateau_tolerance=1.0)
+    saved = _schedule(plateau_tolerance=0.05).state_dict()
+    with pytest.raises(ValueError, match="plateau_tolerance"):
+        _schedule().load_state_dict(saved)
+
+
+@pytest.mark.parametrize(
     "mode, metrics, stalled",
     [
         ("max", [], True),  # no validation: does not block

@@ -372,3 +372,24 @@ def test_loss_output_must_be_a_tensor_or_list_of_tensors():
     with pytest.raises(TypeError, match="network output must be a tensor or a list of tensors"):
         score_channels(net, taps, [(torch.randn(SHAPE), None)], forward=lambda x: {CommonKeys.PRED: net(x)},
                        gradient="random", generator=torch.Generator())
+
+
+def test_macs_normalize_spends_the_cut_on_the_channels_that_cost_the_most_macs():
+    removed_macs = {}
+    for normalize in (False, True):
+        net = _unet()
+        handler = TaylorFOPruning(prune_count=4, example_shape=SHAPE, tolerance=None, macs_normalize=normalize)
+        trainer = _trainer(net, [handler], epochs=1)
+        seen = {}
+
+        def equal_scores(engine, handler=handler, seen=seen):
+            seen["cost"], seen["widths"] = handler.channel_macs(), handler.pruner.widths()
+            return {g: torch.ones(s.size) for g, s in handler.pruner.prunable_groups.items()}
+
+        handler.score = equal_scores
+        trainer.run()
+        removed_macs[normalize] = handler.reference["macs"] - handler.history.rows[0]["macs"]
+        if normalize:  # equal importance per channel: the group with the dearest channels loses them
+            dearest = max(seen["widths"], key=seen["cost"].get)
+            assert handler.history.rows[0]["widths"][dearest] == seen["widths"][dearest] - 4
+    assert removed_macs[True] > 2 * removed_macs[False]
