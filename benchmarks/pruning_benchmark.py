@@ -1,21 +1,28 @@
-"""Side-by-side benchmark of a bundle: unpruned baseline, Sauron and TaylorFO, measured in one run.
+"""Side-by-side benchmark of a bundle: unpruned baseline, Sauron, TaylorFO and Torch-Pruning's peers, in one run.
 
+    pip install -e ".[benchmark]"      # adds torch-pruning, for the peers only
     python benchmarks/pruning_benchmark.py polyp_endoscopy_segmentation --work /tmp/bench [--epochs 60]
 
 Steps (each a real ``python -m monai.bundle run`` on a private copy of the bundle, so nothing in the repository is
 touched): train the baseline for ``--epochs``; train with ``prune_sauron.json`` for the same number of epochs from
-scratch; fine-tune the baseline with ``prune_taylorfo.json``; evaluate each final ``models/model.pt`` on the held-out
-split.  Then, per model: parameters, MACs (batch 1 at the bundle's ``roi_size``), median CPU latency (batch 1,
-``--threads`` threads), checkpoint size on disk, peak inference memory, mean test Dice; and the latency of a dense
-network of the same architecture whose widths are scaled uniformly to the pruned MACs.  Ratios are against the
-baseline.  Writes ``results.json`` and ``results.md`` (a Markdown table) to ``--work``.
+scratch; fine-tune the baseline with ``prune_taylorfo.json``, and without pruning (``baseline_ft``, the same schedule:
+``benchmarks/finetune_dense.json``); then Torch-Pruning's Taylor (weight x gradient) and L1
+pruning of the same baseline with the same schedule, pruned to TaylorFO's final MACs over as many epochs as TaylorFO
+took (``benchmarks/prune_torch_pruning.json``); evaluate each final ``models/model.pt`` on
+the held-out split.  Then, per model: parameters, MACs (batch 1 at the bundle's ``roi_size``), median CPU latency
+(batch 1, ``--threads`` threads), checkpoint size on disk, peak inference memory, mean test Dice; and the latency of
+a dense network of the same architecture whose widths are scaled uniformly to the pruned MACs.  For Sauron also:
+the time of a training iteration with and without its regulariser and scoring at equal (full) width, and its first
+vs last epoch times.  Ratios are against the baseline.  Writes ``results.json`` and ``results.md`` to ``--work``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
+import statistics
 import os
 import shutil
 import subprocess
@@ -26,23 +33,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ignite.engine import Events
 from monai.bundle import ConfigParser
+from monai.engines import SupervisedTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monai_pruning.engine import load_pruned_network  # noqa: E402
+from monai_pruning.handlers import SauronPruning  # noqa: E402
 from monai_pruning.measure import measure_complexity, measure_latency, peak_inference_memory_mb  # noqa: E402
 
 
+PEERS = {"tp_taylor": "taylor", "tp_l1": "l1"}
+
+
 def run_bundle(root: Path, configs: list[str], overrides: list[str], log: Path) -> float:
-    """Run one bundle command; returns its wall time in seconds."""
+    """Run one bundle command (``benchmarks/`` importable, for the peer handler); returns its wall time in seconds."""
     files = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files,
                "--meta_file", "configs/metadata.json", *overrides]
     start = time.perf_counter()
     with open(log, "w") as out:
-        result = subprocess.run(command, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "benchmarks"), os.environ.get("PYTHONPATH")])))
+        result = subprocess.run(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)} (see {log})")
     return time.perf_counter() - start
@@ -88,6 +102,63 @@ def dense_equivalent(bundle: Path, target_macs: int, shape: tuple[int, ...]) -> 
     return network_def(bundle, {"network_def::filters": [max(1, round(f * scale)) for f in filters]}), scale
 
 
+def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, threads: int) -> dict[str, float]:
+    """
+    Seconds per training iteration of the dense baseline network, with and without Sauron's regulariser and its
+    delta_prune scoring on every batch, at equal (full) width: the thresholds are held at 0 so nothing is cut.
+
+    Both trainers run the bundle's network, loss and optimizer on the same random batches of ``example_shape``;
+    they alternate for ``rounds`` rounds of ``iterations`` iterations (after one untimed warm-up epoch), on batches
+    of the training batch size (``batch_size`` x ``num_samples`` crops, at ``example_shape``), and the
+    medians are reported, so slow drifts of the machine's load affect both alike.
+    """
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "train.json"))
+    per_batch = parser["batch_size"] * (parser["num_samples"] if "num_samples" in parser else 1)  # crops per image
+    shape = [per_batch, *parser.get_parsed_content("example_shape")[1:]]
+    classes = parser["network_def"]["out_channels"]
+    generator = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(shape, generator=generator),
+             "label": torch.randint(0, classes, (shape[0], 1, *shape[2:]), generator=generator).float()}
+    data = [batch] * iterations
+    base_network = network_def(bundle)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def trainer(with_sauron: bool) -> SupervisedTrainer:
+        network = copy.deepcopy(base_network).train()
+        handlers = [SauronPruning(tau_start=0.0, tau_max=0.0, example_shape=shape, plot=False)] if with_sauron else []
+        engine = SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=data, network=network,
+                                   optimizer=torch.optim.AdamW(network.parameters(), lr=1e-4),
+                                   loss_function=parser.get_parsed_content("loss"), train_handlers=handlers)
+        engine.logger.setLevel("WARNING")
+        return engine
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        engines = {flag: trainer(flag) for flag in (False, True)}
+        for flag, engine in engines.items():
+            engine.run()  # warm-up epoch, untimed
+        for _ in range(rounds):
+            for flag, engine in engines.items():
+                engine.state.max_epochs += 1
+                start = time.perf_counter()
+                engine.run()
+                times[flag].append((time.perf_counter() - start) / iterations)
+    finally:
+        torch.set_num_threads(previous_threads)
+    plain, sauron = statistics.median(times[False]), statistics.median(times[True])
+    return {"plain_iteration_s": plain, "sauron_iteration_s": sauron, "overhead": sauron / plain - 1.0}
+
+
+def history_rows(root: Path) -> list[dict[str, Any]]:
+    history = root / "runs" / "pruning" / "pruning_history.json"
+    if not history.is_file():
+        return []
+    rows = json.loads(history.read_text())
+    return rows.get("rows", rows) if isinstance(rows, dict) else rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", help="bundle folder name under bundles/")
@@ -96,20 +167,36 @@ def main() -> None:
     parser.add_argument("--finetune_epochs", type=int, default=None, help="TaylorFO fine-tuning epochs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo"])
+    parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo", "baseline_ft", *PEERS])
+    parser.add_argument("--sauron_set", action="append", default=[], metavar="ID=VALUE",
+                        help="config override for the Sauron run only, e.g. --sauron_set sauron#patience=2 (repeatable)")
+    parser.add_argument("--overhead_iterations", type=int, default=6, help="iterations per timed overhead round")
+    parser.add_argument("--overhead_rounds", type=int, default=5)
     parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
     args = parser.parse_args()
+    # Torch-Pruning leaves num_features of affine-free InstanceNorms at the old width; harmless, but it warns per call
+    warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
 
     source = REPO / "bundles" / args.bundle
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     common = ["--num_epochs", str(args.epochs)] if args.epochs else []
+    finetune = ["--num_epochs", str(args.finetune_epochs)] if args.finetune_epochs else []
+    if any(method in PEERS for method in args.methods):
+        try:
+            import torch_pruning  # noqa: F401
+        except ImportError:
+            raise SystemExit("the Torch-Pruning peers need `pip install -e \".[benchmark]\"` (or leave them out of --methods)")
     plans = {
         "baseline": (["train.json"], common, None),
-        "sauron": (["train.json", "prune_sauron.json"], common, None),
-        "taylorfo": (["train.json", "prune_taylorfo.json"],
-                     ["--num_epochs", str(args.finetune_epochs)] if args.finetune_epochs else [], "baseline"),
+        "sauron": (["train.json", "prune_sauron.json"],
+                   common + [part for item in args.sauron_set for part in ("--" + item).split("=", 1)], None),
+        "taylorfo": (["train.json", "prune_taylorfo.json"], finetune, "baseline"),
     }
+    plans["baseline_ft"] = (["train.json", "prune_taylorfo.json", "finetune_dense.json"], finetune, "baseline")
+    for peer, importance in PEERS.items():
+        plans[peer] = (["train.json", "prune_taylorfo.json", "finetune_dense.json", "prune_torch_pruning.json"],
+                       finetune + ["--peer#importance", importance], "baseline")
     results: dict[str, dict[str, Any]] = {}
     roots: dict[str, Path] = {}
     for method in args.methods:
@@ -122,9 +209,16 @@ def main() -> None:
         if root.exists():
             shutil.rmtree(root)
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("data", "runs", "models", "eval", "predictions"))
+        for overlay in configs:  # the benchmark's own overlays
+            if (REPO / "benchmarks" / overlay).is_file():
+                shutil.copy(REPO / "benchmarks" / overlay, root / "configs")
+        if method in PEERS:  # equal MACs and as many pruning epochs as TaylorFO took
+            taylor_rows = history_rows(roots.get("taylorfo", work / "taylorfo"))
+            overrides = overrides + ["--peer#target_macs", str(taylor_rows[-1]["macs"]),
+                                     "--peer#steps", str(max(1, taylor_rows[-1]["steps"]))]
         if starts_from is not None:
             (root / "models").mkdir(exist_ok=True)
-            shutil.copy(roots[starts_from] / "models" / "model.pt", root / "models" / "model.pt")
+            shutil.copy(roots.get(starts_from, work / starts_from) / "models" / "model.pt", root / "models" / "model.pt")
         # all runs share the baseline's demo data folder, so the phantoms and the split are identical
         shared = ["--demo_dir", str(work / "data" / "demo")]
         train_s = run_bundle(root, configs, overrides + shared, work / f"{method}_train.log")
@@ -147,19 +241,15 @@ def main() -> None:
         memory = peak_inference_memory_mb(str(scripted), shape, num_threads=args.threads)
         results[method].update(params=complexity.params, macs=complexity.macs, latency_s=latency.median_s,
                                checkpoint_mb=os.path.getsize(checkpoint) / 2**20, peak_memory_mb=memory)
-        if method != "baseline":
+        if method != "baseline" and "baseline" in results and complexity.macs < results["baseline"].get("macs", 0):
             dense, scale = dense_equivalent(source, complexity.macs, shape)
             results[method]["dense_same_macs_latency_s"] = measure_latency(
                 dense, shape, repeats=args.repeats, num_threads=args.threads).median_s
             results[method]["dense_width_scale"] = scale
-        history = root / "runs" / "pruning" / "pruning_history.json"
-        if history.is_file():
-            rows = json.loads(history.read_text())
-            rows = rows.get("rows", rows) if isinstance(rows, dict) else rows
-            times = [r.get("time_s") for r in rows if isinstance(r.get("time_s"), (int, float))]
-            if len(times) >= 4:
-                results[method]["first_epochs_s"] = sum(times[:2]) / 2
-                results[method]["last_epochs_s"] = sum(times[-2:]) / 2
+        times = [r.get("time_s") for r in history_rows(root) if isinstance(r.get("time_s"), (int, float))]
+        if method == "sauron" and len(times) >= 6:  # epochs with validation take longer: compare whole pairs
+            results[method]["first_epochs_s"] = sum(times[:2]) / 2
+            results[method]["last_epochs_s"] = sum(times[-2:]) / 2
 
     base = results.get("baseline")
     lines = ["| model | params | MACs | MACs removed | test Dice | Dice - baseline | CPU latency (ms) | speed-up | "
@@ -177,6 +267,16 @@ def main() -> None:
             "- | - | "
         )
         lines[-1] += f"{r['checkpoint_mb']:.2f} | {r['peak_memory_mb']:.0f} |"
+    if "sauron" in results:
+        overhead = sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
+        results["sauron"].update(overhead)
+        r = results["sauron"]
+        lines += ["", "| Sauron training cost | value |", "|---|---|",
+                  f"| iteration without / with regulariser + scoring, full width (s) | "
+                  f"{r['plain_iteration_s']:.3f} / {r['sauron_iteration_s']:.3f} |",
+                  f"| regulariser + scoring overhead at equal width | {r['overhead']:+.1%} |"]
+        if "first_epochs_s" in r:
+            lines.append(f"| mean of first 2 / last 2 epochs (s) | {r['first_epochs_s']:.1f} / {r['last_epochs_s']:.1f} |")
     (work / "results.json").write_text(json.dumps(results, indent=2))
     (work / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -70,6 +70,54 @@ def _spatial_mean_square(diff: torch.Tensor) -> torch.Tensor:
     return diff.pow(2).flatten(2).mean(dim=-1)
 
 
+class _NormalizedPool(torch.autograd.Function):
+    """
+    ``pool_2x((x - min x) / (max x - min x + eps))`` per sample and channel, min and max over all spatial positions.
+
+    The normalisation is affine per map, so it commutes with average pooling: the maps are pooled first and
+    normalised at a quarter (2D) or an eighth (3D) of their size, and the backward pass is written out by hand. The
+    regulariser touches every prunable feature map of every training batch; composed from autograd primitives it
+    cost about as much as the network's own forward and backward on a CPU, this way about four passes over the
+    full-resolution maps. The raw pooled maps are returned too (not differentiable), for :func:`delta_prune` to score
+    on without pooling again. The gradient is the same except where a map's minimum or maximum is attained at several
+    positions: it then goes to one of them (like ``torch.min(dim)``) instead of being shared.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, features: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, channels = features.shape[:2]
+        flat = features.detach().flatten(2)
+        low, low_at = flat.min(dim=-1)
+        high, high_at = flat.max(dim=-1)
+        view = (batch, channels) + (1,) * (features.ndim - 2)
+        scale = (high - low + eps).reshape(view)
+        pooled = _pool_2x(features.detach())
+        normalized = (pooled - low.reshape(view)) / scale
+        ctx.save_for_backward(normalized, scale, low_at, high_at)
+        ctx.spatial = tuple(features.shape[2:])
+        ctx.mark_non_differentiable(pooled)
+        return normalized, pooled
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor, _grad_pooled_raw: Any) -> tuple[torch.Tensor, None]:
+        normalized, scale, low_at, high_at = ctx.saved_tensors
+        kernel = tuple(2 if size >= 2 else 1 for size in ctx.spatial)
+        grad_pooled = grad_out / (scale * math.prod(kernel))
+        # average pooling spreads each pooled gradient evenly over its window; a trailing odd slice got none
+        grad = F.interpolate(grad_pooled, scale_factor=kernel, mode="nearest") if max(kernel) > 1 else grad_pooled.clone()
+        padding = [side for size, have in zip(reversed(ctx.spatial), reversed(grad.shape[2:])) for side in (0, size - have)]
+        if any(padding):
+            grad = F.pad(grad, padding)
+        # d n / d low = (n - 1) / scale and d n / d high = -n / scale, summed over the pooled positions
+        spatial_axes = tuple(range(2, normalized.ndim))
+        grad_low = (grad_out * (normalized - 1.0)).sum(dim=spatial_axes) / scale.flatten(1)
+        grad_high = -(grad_out * normalized).sum(dim=spatial_axes) / scale.flatten(1)
+        flat = grad.flatten(2)
+        flat.scatter_add_(2, low_at.unsqueeze(-1), grad_low.unsqueeze(-1))
+        flat.scatter_add_(2, high_at.unsqueeze(-1), grad_high.unsqueeze(-1))
+        return grad, None
+
+
 def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """
     Distances of every channel to channel 0 that the clustering regulariser minimises (sauron.md section 2.1).
@@ -92,18 +140,22 @@ def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         receives a large (but finite) gradient.
     """
     _check_feature_map(features, "delta_opt")
+    return _delta_opt_and_pooled(features, eps)[0]
+
+
+def _delta_opt_and_pooled(features: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """delta_opt of checked ``features`` and their detached raw 2x-pooled maps (float32 for half precision)."""
     features = _at_least_float32(features)
     batch, channels = features.shape[:2]
     if channels < 2:
-        return features.new_zeros((batch, 0))
-    flat = features.flatten(2)
-    low = flat.amin(dim=-1).reshape(batch, channels, *([1] * (features.ndim - 2)))
-    high = flat.amax(dim=-1).reshape(batch, channels, *([1] * (features.ndim - 2)))
-    pooled = _pool_2x((features - low) / (high - low + eps))
-    return torch.sqrt(_spatial_mean_square(pooled[:, 1:] - pooled[:, :1]) + eps)
+        return features.new_zeros((batch, 0)), _pool_2x(features.detach())
+    normalized, pooled = _NormalizedPool.apply(features, eps)
+    return torch.sqrt(_spatial_mean_square(normalized[:, 1:] - normalized[:, :1]) + eps), pooled
 
 
-def delta_opt_penalty(feature_maps: Sequence[torch.Tensor], eps: float = 1e-8) -> torch.Tensor:
+def delta_opt_penalty(
+    feature_maps: Sequence[torch.Tensor], eps: float = 1e-8, return_pooled: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """
     The regulariser term R added to the loss (before its weight lambda): mean over layers of each layer's mean
     delta_opt distance.
@@ -115,29 +167,37 @@ def delta_opt_penalty(feature_maps: Sequence[torch.Tensor], eps: float = 1e-8) -
     Args:
         feature_maps: one (B, C, *spatial) tensor per regularised layer; shapes may differ between layers.
         eps: see :func:`delta_opt`.
+        return_pooled: also return every map's detached raw 2x-pooled version, computed on the way, which
+            :func:`delta_prune` and :class:`DeltaPruneAccumulator` take with ``pooled=True`` (scoring the same batch
+            then costs no second pass over the full-resolution maps).
 
     Returns:
-        A scalar tensor on the device of the first map (float32 for half-precision maps).
+        A scalar tensor on the device of the first map (float32 for half-precision maps); with ``return_pooled``,
+        ``(penalty, pooled maps in the order of feature_maps)``.
     """
     if isinstance(feature_maps, torch.Tensor) or not isinstance(feature_maps, Sequence):
         raise TypeError(
             f"delta_opt_penalty: `feature_maps` must be a list of tensors, got {type(feature_maps).__name__}."
         )
     layer_means = []
+    pooled_maps = []
     for index, features in enumerate(feature_maps):
         _check_feature_map(features, f"delta_opt_penalty (feature_maps[{index}])")
+        distances, pooled = _delta_opt_and_pooled(features, eps)
+        pooled_maps.append(pooled)
         if features.shape[1] >= 2:
-            layer_means.append(delta_opt(features, eps=eps).mean())
+            layer_means.append(distances.mean())
     if layer_means:
-        return torch.stack(layer_means).mean()
-    if not feature_maps:
-        return torch.zeros(())
-    reference = _at_least_float32(feature_maps[0])
-    needs_grad = any(features.requires_grad for features in feature_maps)
-    return reference.new_zeros(()).requires_grad_(needs_grad)
+        penalty = torch.stack(layer_means).mean()
+    elif not feature_maps:
+        penalty = torch.zeros(())
+    else:
+        needs_grad = any(features.requires_grad for features in feature_maps)
+        penalty = _at_least_float32(feature_maps[0]).new_zeros(()).requires_grad_(needs_grad)
+    return (penalty, pooled_maps) if return_pooled else penalty
 
 
-def delta_prune(features: torch.Tensor, reference: int, eps: float = 1e-15) -> torch.Tensor:
+def delta_prune(features: torch.Tensor, reference: int, eps: float = 1e-15, pooled: bool = False) -> torch.Tensor:
     """
     Pruning score of every channel of one layer: its distance to a reference channel (sauron.md section 3.1).
 
@@ -150,6 +210,8 @@ def delta_prune(features: torch.Tensor, reference: int, eps: float = 1e-15) -> t
         reference: index of the reference channel, in [0, C).
         eps: added to each sample's maximum distance so that a sample whose channels all equal the reference gives
             zeros instead of 0/0 (the original value 1e-15; raw maps can be small, so a larger value would bias).
+        pooled: ``features`` are already 2x average pooled (e.g. from :func:`delta_opt_penalty` with
+            ``return_pooled=True``).
 
     Returns:
         (C,) scores in [0, 1], unitless; the reference channel scores exactly 0.
@@ -159,7 +221,8 @@ def delta_prune(features: torch.Tensor, reference: int, eps: float = 1e-15) -> t
     if isinstance(reference, bool) or not isinstance(reference, int) or not 0 <= reference < channels:
         raise ValueError(f"delta_prune: `reference` must be a channel index in [0, {channels}), got {reference!r}.")
     with torch.no_grad():
-        pooled = _pool_2x(_at_least_float32(features.detach()))
+        maps = _at_least_float32(features.detach())
+        pooled = maps if pooled else _pool_2x(maps)
         distances = torch.sqrt(_spatial_mean_square(pooled - pooled[:, reference : reference + 1]))
         distances = distances / (distances.amax(dim=1, keepdim=True) + eps)
         scores = distances.mean(dim=0)
@@ -215,8 +278,8 @@ class DeltaPruneAccumulator:
         """Number of samples accumulated in the current window."""
         return self._num_samples
 
-    def update(self, features: torch.Tensor) -> None:
-        """Add one batch of (B, C, *spatial) feature maps of the layer."""
+    def update(self, features: torch.Tensor, pooled: bool = False) -> None:
+        """Add one batch of (B, C, *spatial) feature maps of the layer (already 2x pooled with ``pooled=True``)."""
         _check_feature_map(features, "DeltaPruneAccumulator.update")
         channels = features.shape[1]
         if self._reference is None:
@@ -228,7 +291,7 @@ class DeltaPruneAccumulator:
                 f"DeltaPruneAccumulator.update: got {channels} channels but this window started with "
                 f"{self._channels}; call reset() after cutting the layer."
             )
-        batch_scores = delta_prune(features, self._reference) * features.shape[0]
+        batch_scores = delta_prune(features, self._reference, pooled=pooled) * features.shape[0]
         if self._score_sum is None:
             self._score_sum = batch_scores
         else:

@@ -190,20 +190,21 @@ class SauronPruning(PruningHandlerBase):
         maps = [features[group] for group in self.taps.groups if group in features]
         seg_loss = output[CommonKeys.LOSS]
         if self.lam > 0 and maps:
-            penalty = delta_opt_penalty(maps)
+            penalty, pooled = delta_opt_penalty(maps, return_pooled=True)
             output[CommonKeys.LOSS] = seg_loss + self.lam * penalty.to(seg_loss.dtype)
         else:
             with torch.no_grad():
-                penalty = delta_opt_penalty([m.detach() for m in maps]) if maps else torch.zeros(())
+                penalty, pooled = delta_opt_penalty([m.detach() for m in maps], return_pooled=True)
+            penalty = penalty if maps else torch.zeros(())
         output[SEG_LOSS_KEY] = seg_loss.detach()
         output[PENALTY_KEY] = penalty.detach()
         self._epoch_sums["seg_loss"] += float(seg_loss.detach())
         self._epoch_sums["penalty"] += float(penalty.detach())
         self._epoch_sums["batches"] += 1
-        if self._scoring_batch(engine):
-            for group in self.taps.groups:
-                if group in features:
-                    self.accumulators[group].update(features[group].detach())
+        if self._scoring_batch(engine):  # on the pooled maps the regulariser already computed
+            scored = [group for group in self.taps.groups if group in features]
+            for group, pooled_maps in zip(scored, pooled):
+                self.accumulators[group].update(pooled_maps, pooled=True)
         self.taps.clear()
 
     def _iteration_completed(self, engine: Engine) -> None:

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from monai_pruning.criteria.sauron import DeltaPruneAccumulator, delta_opt, delta_opt_penalty, delta_prune
 
@@ -66,6 +67,30 @@ def test_delta_opt_is_computed_per_sample():
 def test_delta_opt_gradient_matches_finite_differences():
     features = torch.randn(2, 3, 2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert torch.autograd.gradcheck(delta_opt, (features.requires_grad_(),))
+
+
+def _delta_opt_by_autograd(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """The paper's order of operations, differentiated by autograd: normalise each full map, then pool, then RMS."""
+    batch, channels = features.shape[:2]
+    flat = features.flatten(2)
+    view = (batch, channels) + (1,) * (features.ndim - 2)
+    low, high = flat.amin(-1).reshape(view), flat.amax(-1).reshape(view)
+    kernel = tuple(2 if size >= 2 else 1 for size in features.shape[2:])
+    pool = {3: F.avg_pool1d, 4: F.avg_pool2d, 5: F.avg_pool3d}[features.ndim]
+    pooled = pool((features - low) / (high - low + eps), kernel_size=kernel, stride=kernel)
+    return torch.sqrt((pooled[:, 1:] - pooled[:, :1]).pow(2).flatten(2).mean(-1) + eps)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 9), (2, 3, 7, 6), (2, 3, 5, 1, 6), (2, 4, 5, 4, 3)])
+def test_delta_opt_pools_before_normalising_with_the_same_values_and_gradients(shape):
+    # maps with distinct values: the minimum and maximum are attained once, so the gradient is unique
+    features = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).requires_grad_()
+    weights = torch.randn(shape[0], shape[1] - 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    fast, = torch.autograd.grad((delta_opt(features) * weights).sum(), features)
+    slow, = torch.autograd.grad((_delta_opt_by_autograd(features) * weights).sum(), features)
+    assert torch.allclose(delta_opt(features), _delta_opt_by_autograd(features), atol=1e-12)
+    assert torch.allclose(fast, slow, atol=1e-12)
+    assert torch.autograd.gradcheck(delta_opt, (features.detach()[:1].clone().requires_grad_(),))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -272,3 +297,12 @@ def test_accumulator_compute_without_updates_raises():
 def test_accumulator_requires_a_generator():
     with pytest.raises(TypeError, match="`generator` must be a torch.Generator"):
         DeltaPruneAccumulator(0)  # type: ignore[arg-type]
+
+
+def test_penalty_returns_the_raw_pooled_maps_that_delta_prune_scores_without_pooling_again():
+    maps = [torch.randn(2, 4, 6, 6, requires_grad=True), torch.randn(2, 1, 4, 4, 4)]
+    penalty, pooled = delta_opt_penalty(maps, return_pooled=True)
+    assert torch.equal(penalty, delta_opt_penalty(maps))
+    assert torch.allclose(pooled[0], F.avg_pool2d(maps[0].detach(), 2)) and not pooled[0].requires_grad
+    assert torch.allclose(pooled[1], F.avg_pool3d(maps[1], 2))
+    assert torch.allclose(delta_prune(pooled[0], 1, pooled=True), delta_prune(maps[0], 1))

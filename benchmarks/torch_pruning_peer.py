@@ -1,0 +1,152 @@
+"""
+Torch-Pruning (Fang et al., "DepGraph", CVPR 2023; ``pip install -e ".[benchmark]"``) as the peer of our TaylorFO
+handler in the benchmark: an Ignite handler that prunes the trainer's network with Torch-Pruning's own global
+pruner and importance, so that the peer trains, validates, checkpoints and is evaluated by exactly the same bundle
+configuration as our method (``benchmarks/prune_torch_pruning.json`` is the overlay).
+
+At the end of each of the first ``steps`` epochs it takes Torch-Pruning's global pruning steps until the network's
+MACs (one sample of ``example_shape``, eval mode) are at most the epoch's target, which goes linearly from the
+starting MACs to ``target_macs``; the remaining epochs fine-tune. ``importance="taylor"`` is Torch-Pruning's
+``GroupTaylorImportance`` (|weight x gradient| summed over each dependency group, gradients of the training loss
+accumulated over ``score_batches`` training batches right before the step); ``"l1"`` is ``GroupMagnitudeImportance``
+with p=1. The groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, so both
+methods choose from the same channels.
+
+Torch-Pruning replaces the pruned parameters by new tensors and does not slice optimizer state: after each step the
+optimizer is pointed at the new parameters and its state (AdamW moments) is cleared, as Torch-Pruning's examples
+re-create the optimizer.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Sequence
+
+import torch
+from ignite.engine import Engine, Events
+
+from monai_pruning.engine import ChannelPruner
+from monai_pruning.measure import count_macs
+
+__all__ = ["TorchPruningPeer"]
+
+IMPORTANCES = ("taylor", "l1")
+
+
+class TorchPruningPeer:
+    """
+    Torch-Pruning's global channel pruning of the trainer's network, spread over the first ``steps`` epochs.
+
+    Args:
+        importance: ``"taylor"`` (weight x gradient) or ``"l1"`` (filter magnitude).
+        target_macs: MACs (one sample of ``example_shape``) to reach at the end of epoch ``steps``.
+        steps: number of epochs over which the MACs go down linearly.
+        example_shape: input shape (batch included) of the bundle's training patches.
+        score_batches: training batches whose loss gradients feed the Taylor importance (None: the whole loader).
+        max_pruning_ratio: the largest fraction of any one layer's channels Torch-Pruning may remove.
+        granularity: Torch-Pruning's ``iterative_steps``: the global ratio grows by ``1 / granularity`` per call.
+
+    Example (overlay ``benchmarks/prune_torch_pruning.json``)::
+
+        {"_target_": "torch_pruning_peer.TorchPruningPeer", "importance": "l1", "target_macs": 190000000,
+         "steps": 12, "example_shape": "@example_shape"}
+    """
+
+    def __init__(
+        self,
+        importance: str,
+        target_macs: int,
+        steps: int,
+        example_shape: Sequence[int],
+        score_batches: int | None = None,
+        max_pruning_ratio: float = 0.9,
+        granularity: int = 400,
+    ) -> None:
+        if importance not in IMPORTANCES:
+            raise ValueError(f"TorchPruningPeer: `importance` must be one of {IMPORTANCES}, got {importance!r}.")
+        if int(target_macs) <= 0 or int(steps) < 1:
+            raise ValueError(f"TorchPruningPeer: need target_macs > 0 and steps >= 1, got {target_macs}, {steps}.")
+        self.importance = importance
+        self.target_macs = int(target_macs)
+        self.steps = int(steps)
+        self.example_shape = tuple(int(s) for s in example_shape)
+        self.score_batches = score_batches
+        self.max_pruning_ratio = float(max_pruning_ratio)
+        self.granularity = int(granularity)
+        self.pruner = None
+        self.start_macs: int | None = None
+        self.exhausted = False
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _macs(self, network: torch.nn.Module) -> int:
+        training = network.training
+        network.eval()
+        try:
+            return count_macs(network, (1, *self.example_shape[1:]))
+        finally:
+            network.train(training)
+
+    def _build(self, engine: Engine) -> None:
+        import torch_pruning as tp
+
+        network = engine.network
+        self.start_macs = self._macs(network)
+        modules = dict(network.named_modules())
+        graph = ChannelPruner(network, self.example_shape).graph
+        ignored = [modules[p] for g in graph.groups.values() if not g.prunable for p in g.producers]
+        importance = (
+            tp.importance.GroupTaylorImportance() if self.importance == "taylor" else tp.importance.GroupMagnitudeImportance(p=1)
+        )
+        network.train()
+        example = torch.zeros(self.example_shape, device=next(network.parameters()).device)
+        self.pruner = tp.pruner.MetaPruner(
+            network,
+            example,
+            importance=importance,
+            global_pruning=True,
+            pruning_ratio=1.0,
+            max_pruning_ratio=self.max_pruning_ratio,
+            iterative_steps=self.granularity,
+            ignored_layers=ignored,
+        )
+
+    def _accumulate_gradients(self, engine: Engine) -> None:
+        network = engine.network
+        network.zero_grad(set_to_none=True)
+        loader = engine.state.dataloader
+        batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
+        for batch in batches:
+            prepared = engine.prepare_batch(batch, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+            inputs, targets, args, kwargs = prepared if len(prepared) == 4 else (*prepared, (), {})
+            loss = engine.loss_function(engine.inferer(inputs, network, *args, **kwargs), targets)
+            loss.backward()
+
+    def __call__(self, engine: Engine) -> None:
+        epoch = engine.state.epoch
+        if epoch > self.steps or self.exhausted:
+            return
+        if self.pruner is None:
+            self._build(engine)
+        network = engine.network
+        target = self.start_macs - (self.start_macs - self.target_macs) * epoch / self.steps
+        if self.importance == "taylor":
+            self._accumulate_gradients(engine)
+        while self._macs(network) > target:
+            if self.pruner.current_step >= self.pruner.iterative_steps:
+                self.exhausted = True
+                engine.logger.warning("TorchPruningPeer: Torch-Pruning's schedule is exhausted before the target.")
+                break
+            self.pruner.step()
+        network.zero_grad(set_to_none=True)
+        optimizer = engine.optimizer
+        if len(optimizer.param_groups) != 1:
+            raise ValueError("TorchPruningPeer: expects an optimizer with one parameter group.")
+        optimizer.param_groups[0]["params"] = list(network.parameters())
+        optimizer.state = collections.defaultdict(dict)
+        engine.logger.info(
+            f"TorchPruningPeer ({self.importance}) epoch {epoch}: MACs {self._macs(network):,} "
+            f"(target {int(target):,}, start {self.start_macs:,})"
+        )
