@@ -55,7 +55,8 @@ def run_bundle(root: Path, configs: list[str], overrides: list[str], log: Path) 
                "--meta_file", "configs/metadata.json", *overrides]
     start = time.perf_counter()
     with open(log, "w") as out:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "benchmarks"), os.environ.get("PYTHONPATH")])))
+        paths = [str(REPO / "benchmarks"), os.environ.get("PYTHONPATH")]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
         result = subprocess.run(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)} (see {log})")
@@ -102,15 +103,44 @@ def dense_equivalent(bundle: Path, target_macs: int, shape: tuple[int, ...]) -> 
     return network_def(bundle, {"network_def::filters": [max(1, round(f * scale)) for f in filters]}), scale
 
 
+class IterationClock:
+    """
+    Mean wall time of the iterations of every epoch, from ITERATION_STARTED to ITERATION_COMPLETED (attached last,
+    so it includes the other handlers' per-iteration work): a handler's tracing when a run starts and its epoch-end
+    bookkeeping are per-run and per-epoch costs, not part of an iteration.
+    """
+
+    def __init__(self) -> None:
+        self.epoch_means: list[float] = []
+        self._spans: list[float] = []
+        self._start = 0.0
+
+    def attach(self, engine: SupervisedTrainer) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._spans.clear())
+        engine.add_event_handler(Events.ITERATION_STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._completed)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
+
+    def _started(self, _: SupervisedTrainer) -> None:
+        self._start = time.perf_counter()
+
+    def _completed(self, _: SupervisedTrainer) -> None:
+        self._spans.append(time.perf_counter() - self._start)
+
+    def _epoch_completed(self, _: SupervisedTrainer) -> None:
+        self.epoch_means.append(statistics.mean(self._spans))
+
+
 def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, threads: int) -> dict[str, float]:
     """
     Seconds per training iteration of the dense baseline network, with and without Sauron's regulariser and its
     delta_prune scoring on every batch, at equal (full) width: the thresholds are held at 0 so nothing is cut.
 
     Both trainers run the bundle's network, loss and optimizer on the same random batches of ``example_shape``;
-    they alternate for ``rounds`` rounds of ``iterations`` iterations (after one untimed warm-up epoch), on batches
-    of the training batch size (``batch_size`` x ``num_samples`` crops, at ``example_shape``), and the
-    medians are reported, so slow drifts of the machine's load affect both alike.
+    they alternate for ``rounds`` epochs of ``iterations`` iterations (after one untimed warm-up epoch), on batches
+    of the training batch size (``batch_size`` x ``num_samples`` crops, at ``example_shape``), and the medians of
+    the per-epoch mean iteration times (:class:`IterationClock`) are reported, so slow drifts of the machine's load
+    affect both alike.
     """
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "train.json"))
@@ -134,20 +164,19 @@ def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, thread
         engine.logger.setLevel("WARNING")
         return engine
 
-    times: dict[bool, list[float]] = {False: [], True: []}
+    clocks = {False: IterationClock(), True: IterationClock()}
     try:
         engines = {flag: trainer(flag) for flag in (False, True)}
         for flag, engine in engines.items():
-            engine.run()  # warm-up epoch, untimed
+            engine.run()  # warm-up epoch, not timed
+            clocks[flag].attach(engine)
         for _ in range(rounds):
-            for flag, engine in engines.items():
+            for engine in engines.values():
                 engine.state.max_epochs += 1
-                start = time.perf_counter()
                 engine.run()
-                times[flag].append((time.perf_counter() - start) / iterations)
     finally:
         torch.set_num_threads(previous_threads)
-    plain, sauron = statistics.median(times[False]), statistics.median(times[True])
+    plain, sauron = (statistics.median(clocks[flag].epoch_means) for flag in (False, True))
     return {"plain_iteration_s": plain, "sauron_iteration_s": sauron, "overhead": sauron / plain - 1.0}
 
 
@@ -157,6 +186,32 @@ def history_rows(root: Path) -> list[dict[str, Any]]:
         return []
     rows = json.loads(history.read_text())
     return rows.get("rows", rows) if isinstance(rows, dict) else rows
+
+
+def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The comparison table (ratios against ``baseline``) and, with a Sauron run, its training-cost table."""
+    base = results["baseline"]
+    lines = ["| model | params | MACs | MACs removed | test Dice | Dice - baseline | CPU latency (ms) | speed-up | "
+             "dense same-MACs latency (ms) | pruned / dense | checkpoint (MB) | peak inference memory (MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, r in results.items():
+        dense = r.get("dense_same_macs_latency_s")
+        dense_cells = f"{dense * 1e3:.1f} | {r['latency_s'] / dense:.2f}" if dense else "- | -"
+        lines.append(
+            f"| {method} | {r['params']:,} | {r['macs']:,} | {1 - r['macs'] / base['macs']:.1%} | {r['dice']:.4f} | "
+            f"{r['dice'] - base['dice']:+.4f} | {r['latency_s'] * 1e3:.1f} | {base['latency_s'] / r['latency_s']:.2f}x"
+            f" | {dense_cells} | {r['checkpoint_mb']:.2f} | {r['peak_memory_mb']:.0f} |"
+        )
+    sauron = results.get("sauron", {})
+    if "overhead" in sauron:
+        lines += ["", "| Sauron training cost | value |", "|---|---|",
+                  "| iteration without / with regulariser + scoring, full width (s) | "
+                  f"{sauron['plain_iteration_s']:.3f} / {sauron['sauron_iteration_s']:.3f} |",
+                  f"| regulariser + scoring overhead at equal width | {sauron['overhead']:+.1%} |"]
+    if "first_epochs_s" in sauron:
+        lines.append("| mean of first 2 / last 2 epochs (s) | "
+                     f"{sauron['first_epochs_s']:.1f} / {sauron['last_epochs_s']:.1f} |")
+    return lines
 
 
 def main() -> None:
@@ -169,7 +224,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo", "baseline_ft", *PEERS])
     parser.add_argument("--sauron_set", action="append", default=[], metavar="ID=VALUE",
-                        help="config override for the Sauron run only, e.g. --sauron_set sauron#patience=2 (repeatable)")
+                        help="config override for the Sauron run only (repeatable), "
+                             "e.g. --sauron_set sauron#patience=2")
     parser.add_argument("--overhead_iterations", type=int, default=6, help="iterations per timed overhead round")
     parser.add_argument("--overhead_rounds", type=int, default=5)
     parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
@@ -186,7 +242,9 @@ def main() -> None:
         try:
             import torch_pruning  # noqa: F401
         except ImportError:
-            raise SystemExit("the Torch-Pruning peers need `pip install -e \".[benchmark]\"` (or leave them out of --methods)")
+            raise SystemExit(
+                'the Torch-Pruning peers need `pip install -e ".[benchmark]"` (or leave them out of --methods)'
+            )
     plans = {
         "baseline": (["train.json"], common, None),
         "sauron": (["train.json", "prune_sauron.json"],
@@ -218,7 +276,8 @@ def main() -> None:
                                      "--peer#steps", str(max(1, taylor_rows[-1]["steps"]))]
         if starts_from is not None:
             (root / "models").mkdir(exist_ok=True)
-            shutil.copy(roots.get(starts_from, work / starts_from) / "models" / "model.pt", root / "models" / "model.pt")
+            start = roots.get(starts_from, work / starts_from) / "models" / "model.pt"
+            shutil.copy(start, root / "models" / "model.pt")
         # all runs share the baseline's demo data folder, so the phantoms and the split are identical
         shared = ["--demo_dir", str(work / "data" / "demo")]
         train_s = run_bundle(root, configs, overrides + shared, work / f"{method}_train.log")
@@ -251,32 +310,11 @@ def main() -> None:
             results[method]["first_epochs_s"] = sum(times[:2]) / 2
             results[method]["last_epochs_s"] = sum(times[-2:]) / 2
 
-    base = results.get("baseline")
-    lines = ["| model | params | MACs | MACs removed | test Dice | Dice - baseline | CPU latency (ms) | speed-up | "
-             "dense same-MACs latency (ms) | pruned / dense | checkpoint (MB) | peak inference memory (MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for method, r in results.items():
-        removed = 1 - r["macs"] / base["macs"] if base else float("nan")
-        dense = r.get("dense_same_macs_latency_s")
-        lines.append(
-            f"| {method} | {r['params']:,} | {r['macs']:,} | {removed:.1%} | {r['dice']:.4f} | "
-            f"{r['dice'] - base['dice']:+.4f} | {r['latency_s'] * 1e3:.1f} | {base['latency_s'] / r['latency_s']:.2f}x | "
-            f"{dense * 1e3:.1f} | {r['latency_s'] / dense:.2f} | " if dense else
-            f"| {method} | {r['params']:,} | {r['macs']:,} | {removed:.1%} | {r['dice']:.4f} | "
-            f"{r['dice'] - base['dice']:+.4f} | {r['latency_s'] * 1e3:.1f} | {base['latency_s'] / r['latency_s']:.2f}x | "
-            "- | - | "
-        )
-        lines[-1] += f"{r['checkpoint_mb']:.2f} | {r['peak_memory_mb']:.0f} |"
     if "sauron" in results:
-        overhead = sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
-        results["sauron"].update(overhead)
-        r = results["sauron"]
-        lines += ["", "| Sauron training cost | value |", "|---|---|",
-                  f"| iteration without / with regulariser + scoring, full width (s) | "
-                  f"{r['plain_iteration_s']:.3f} / {r['sauron_iteration_s']:.3f} |",
-                  f"| regulariser + scoring overhead at equal width | {r['overhead']:+.1%} |"]
-        if "first_epochs_s" in r:
-            lines.append(f"| mean of first 2 / last 2 epochs (s) | {r['first_epochs_s']:.1f} / {r['last_epochs_s']:.1f} |")
+        results["sauron"].update(
+            sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
+        )
+    lines = markdown_tables(results)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     (work / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -97,9 +97,10 @@ class TorchPruningPeer:
         modules = dict(network.named_modules())
         graph = ChannelPruner(network, self.example_shape).graph
         ignored = [modules[p] for g in graph.groups.values() if not g.prunable for p in g.producers]
-        importance = (
-            tp.importance.GroupTaylorImportance() if self.importance == "taylor" else tp.importance.GroupMagnitudeImportance(p=1)
-        )
+        if self.importance == "taylor":
+            importance = tp.importance.GroupTaylorImportance()
+        else:
+            importance = tp.importance.GroupMagnitudeImportance(p=1)
         network.train()
         example = torch.zeros(self.example_shape, device=next(network.parameters()).device)
         self.pruner = tp.pruner.MetaPruner(
