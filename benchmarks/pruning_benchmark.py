@@ -229,6 +229,8 @@ def main() -> None:
     parser.add_argument("--overhead_iterations", type=int, default=6, help="iterations per timed overhead round")
     parser.add_argument("--overhead_rounds", type=int, default=5)
     parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
+    parser.add_argument("--rerun", nargs="+", default=None, metavar="METHOD",
+                        help="train and evaluate only these methods again, reuse the other runs in --work")
     args = parser.parse_args()
     # Torch-Pruning leaves num_features of affine-free InstanceNorms at the old width; harmless, but it warns per call
     warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
@@ -261,7 +263,7 @@ def main() -> None:
         configs, overrides, starts_from = plans[method]
         root = work / method
         roots[method] = root
-        if args.measure_only:
+        if args.measure_only or (args.rerun is not None and method not in args.rerun):
             results[method] = {"train_s": None, "dice": mean_dice(root / "eval" / "case_metrics.csv")}
             continue
         if root.exists():

@@ -42,7 +42,9 @@ def macs_per_channel(graph: ChannelGraph, layer_macs: Mapping[str, int]) -> dict
     if not isinstance(graph, ChannelGraph):
         raise TypeError(f"macs_per_channel: `graph` must be a ChannelGraph, got {type(graph).__name__}.")
     if not isinstance(layer_macs, Mapping):
-        raise TypeError(f"macs_per_channel: `layer_macs` must be a dict of module name -> MACs, got {type(layer_macs).__name__}.")
+        raise TypeError(
+            f"macs_per_channel: `layer_macs` must be a dict of module name -> MACs, got {type(layer_macs).__name__}."
+        )
     by_root = {group.root: name for name, group in graph.groups.items()}
     share = {name: 0.0 for name in graph.groups}
     for slot in graph.slots:

@@ -76,9 +76,9 @@ class _NormalizedPool(torch.autograd.Function):
 
     The normalisation is affine per map, so it commutes with average pooling: the maps are pooled first and
     normalised at a quarter (2D) or an eighth (3D) of their size, and the backward pass is written out by hand. The
-    regulariser touches every prunable feature map of every training batch; composed from autograd primitives it
-    cost about as much as the network's own forward and backward on a CPU, this way about four passes over the
-    full-resolution maps. The raw pooled maps are returned too (not differentiable), for :func:`delta_prune` to score
+    regulariser touches every prunable feature map of every training batch, so on a CPU its cost is the number of
+    passes over full-resolution maps: here minimum, maximum and pooling forward and one pass spreading the gradient
+    back, instead of autograd's normalised full-resolution copy and the backward of each step. The raw pooled maps are returned too (not differentiable), for :func:`delta_prune` to score
     on without pooling again. The gradient is the same except where a map's minimum or maximum is attained at several
     positions: it then goes to one of them (like ``torch.min(dim)``) instead of being shared.
     """
@@ -104,8 +104,11 @@ class _NormalizedPool(torch.autograd.Function):
         kernel = tuple(2 if size >= 2 else 1 for size in ctx.spatial)
         grad_pooled = grad_out / (scale * math.prod(kernel))
         # average pooling spreads each pooled gradient evenly over its window; a trailing odd slice got none
-        grad = F.interpolate(grad_pooled, scale_factor=kernel, mode="nearest") if max(kernel) > 1 else grad_pooled.clone()
-        padding = [side for size, have in zip(reversed(ctx.spatial), reversed(grad.shape[2:])) for side in (0, size - have)]
+        if max(kernel) > 1:
+            grad = F.interpolate(grad_pooled, scale_factor=kernel, mode="nearest")
+        else:
+            grad = grad_pooled.clone()
+        padding = [pad for size, have in zip(reversed(ctx.spatial), reversed(grad.shape[2:])) for pad in (0, size - have)]
         if any(padding):
             grad = F.pad(grad, padding)
         # d n / d low = (n - 1) / scale and d n / d high = -n / scale, summed over the pooled positions

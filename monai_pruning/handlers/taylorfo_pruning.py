@@ -6,7 +6,7 @@ Every ``interval`` epochs (or iterations) from ``start_epoch``, the channels of 
 first-order Taylor importance on a few training batches, and the globally least important ones are removed; training
 then simply continues (fine-tuning) until the next step. Pruning stops at a MACs/parameter target, when nothing more
 can be removed, or when the validation metric falls more than ``tolerance`` below its unpruned value, in which case
-the last cut is undone first.
+the network goes back to the last state validation accepted (undoing every cut made since).
 """
 
 from __future__ import annotations
@@ -76,9 +76,11 @@ class TaylorFOPruning(PruningHandlerBase):
 
     Stopping: ``target_macs_reduction`` / ``target_params_reduction`` (fractions removed, vs. the network when the
     handler started) reached, nothing left to remove, or the validation metric more than ``tolerance`` below the
-    baseline (the validator's value before the first cut, or ``baseline_metric``). In the last case the state saved
-    just before the last cut (pruning record, weights, optimizer state, kept in memory and in ``state_dict()``) is
-    restored. With a validator, the first cut waits for a validation result to use as baseline.
+    baseline (the validator's value before the first cut, or ``baseline_metric``). In the last case the last state a
+    validation accepted (pruning record, weights, optimizer state, saved before the first cut after that validation,
+    kept in memory and in ``state_dict()``) is restored: with validation less often than pruning steps, all the cuts
+    no metric has judged are undone together. With a validator, the first cut waits for a validation result to use
+    as baseline.
 
     One history row per epoch (phase, steps, channels removed, metric, widths, MACs, parameters, epoch time); see
     :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint and the
@@ -214,7 +216,8 @@ class TaylorFOPruning(PruningHandlerBase):
         self.stop_reason: str | None = None
         self.steps = 0
         self.one_shot_done = False
-        self.snapshot: dict[str, Any] | None = None  # state before the last cut, until a metric has judged the cut
+        # the last state a metric accepted (or the start), kept from the first cut after it until a metric judges
+        self.snapshot: dict[str, Any] | None = None
         self._epoch_removed = 0
         self._epoch_events: list[str] = []
 
@@ -288,7 +291,7 @@ class TaylorFOPruning(PruningHandlerBase):
         return metric > self.baseline + self.tolerance
 
     def _judge_last_cut(self, engine: Engine, metric: float | None) -> bool:
-        """With a fresh metric, accept the last cut or undo it (and stop pruning); returns whether it was undone."""
+        """With a fresh metric, accept the cuts since the last one or undo them (and stop); returns whether undone."""
         if self.snapshot is None or metric is None:
             return False
         if self._metric_failed(metric):
@@ -298,7 +301,7 @@ class TaylorFOPruning(PruningHandlerBase):
             self._epoch_events.append("rollback")
             self.logger.info(
                 f"TaylorFOPruning: metric {metric:.4f} fell more than {self.tolerance} below the baseline "
-                f"{self.baseline:.4f}; last cut undone, pruning stopped."
+                f"{self.baseline:.4f}; back to the last validated network, pruning stopped."
             )
             return True
         self.snapshot = None
@@ -352,7 +355,7 @@ class TaylorFOPruning(PruningHandlerBase):
         if not removals:
             self._stop("exhausted")
             return {}
-        if self._checks_metric():
+        if self._checks_metric() and self.snapshot is None:  # cuts not yet judged keep the last validated state
             self.snapshot = self._take_snapshot(engine)
         removed = self.cut(engine, removals)
         self.steps += 1

@@ -244,6 +244,27 @@ def test_a_metric_drop_undoes_the_last_cut_and_stops_pruning():
     assert trainer.optimizer.param_groups[0]["lr"] == lr
 
 
+def test_a_metric_drop_undoes_every_cut_since_the_last_validated_network():
+    net = _unet()
+    # validation at epochs 1 (baseline) and 4 only: the cuts of epochs 1, 2 and 3 are judged together at epoch 4
+    validator = _ScriptedValidator({1: 0.80, 4: 0.50})
+    handler = TaylorFOPruning(prune_count=5, tolerance=0.05, validator=validator, example_shape=SHAPE, plot=False,
+                              score_batches=1)
+    saved = {}
+
+    def before_pruning(engine):
+        saved[engine.state.epoch] = copy.deepcopy(net.state_dict())
+
+    trainer = _trainer(net, [validator, _EpochProbe(before_pruning), handler], epochs=4)
+    trainer.run()
+    rows = handler.history.rows
+    assert [row["removed_now"] for row in rows] == [5, 5, 5, 0]
+    assert "rollback" in rows[3]["events"] and handler.stop_reason == "tolerance"
+    assert sum(rows[3]["widths"].values()) == sum(rows[0]["widths"].values()) + 5  # the unpruned network is back
+    for key, value in saved[1].items():  # the weights just before the first unjudged cut
+        torch.testing.assert_close(net.state_dict()[key], value)
+
+
 def test_first_cut_waits_for_a_validation_baseline():
     net = _unet()
     validator = _ScriptedValidator({2: 0.7})
