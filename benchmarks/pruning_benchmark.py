@@ -288,8 +288,8 @@ def main() -> None:
 
     meta = ConfigParser()
     meta.read_config(str(source / "configs" / "inference.json"))
-    in_channels = meta["network_def"]["in_channels"]
-    shape = (1, in_channels, *meta["roi_size"])
+    in_channels = meta.get_parsed_content("network_def#in_channels")
+    shape = (1, in_channels, *meta.get_parsed_content("roi_size"))
     for method, root in roots.items():
         checkpoint = root / "models" / "model.pt"
         model = load_model(str(source), str(checkpoint))
