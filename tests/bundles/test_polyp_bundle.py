@@ -134,8 +134,10 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
     assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
 
     sauron_model = torch.load(root / "models" / "model.pt", weights_only=True)
+    # tolerance 1: a two-epoch run on tiny phantoms has too noisy a Dice for the 0.01 stop rule (tested on its own
+    # in tests/handlers); here the cut must stand so that inference runs on a pruned network
     monai_bundle(root, "run", "--config_file", configs("train.json", "prune_taylorfo.json"), "--num_epochs", "2",
-                 "--taylorfo#prune_fraction", "0.2", *tiny)
+                 "--taylorfo#prune_fraction", "0.2", "--taylorfo#tolerance", "1.0", *tiny)
     assert (root / "models" / "model_baseline.pt").is_file()  # the starting point is kept aside
     filters = [4, 8, 8, 16, 16]
     network = DynUNet(2, 3, 2, [3] * 5, [1, 2, 2, 2, 2], [2] * 4, filters=filters, norm_name="instance",
