@@ -193,9 +193,8 @@ class SauronPruning(PruningHandlerBase):
             penalty, pooled = delta_opt_penalty(maps, return_pooled=True)
             output[CommonKeys.LOSS] = seg_loss + self.lam * penalty.to(seg_loss.dtype)
         else:
-            with torch.no_grad():
+            with torch.no_grad():  # an empty list gives a zero penalty and no pooled maps
                 penalty, pooled = delta_opt_penalty([m.detach() for m in maps], return_pooled=True)
-            penalty = penalty if maps else torch.zeros(())
         output[SEG_LOSS_KEY] = seg_loss.detach()
         output[PENALTY_KEY] = penalty.detach()
         self._epoch_sums["seg_loss"] += float(seg_loss.detach())

@@ -57,3 +57,23 @@ def export_pruned_torchscript(root: Path, *overrides: str):
     monai_bundle(root, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
                  "models/model.pt", "--key_in_ckpt", "model", *common)
     return torch.jit.load(str(root / "models" / "model.ts"))
+
+
+def assert_missing_input_folder_is_one_line(root: Path, missing: Path, *overrides: str) -> None:
+    """Inference on a folder that does not exist stops with one ``ERROR:`` line naming it, and no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs("inference.json"), "--input_dir",
+         str(missing), *overrides],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert f"ERROR: input folder not found: {missing}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def verify_metadata_and_network(root: Path, *overrides: str) -> None:
+    """``verify_metadata`` against the offline schema and ``verify_net_in_out`` of the unpruned ``network_def``."""
+    monai_bundle(root, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA),
+                 "--hash_val", schema_md5())
+    monai_bundle(root, "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *overrides)

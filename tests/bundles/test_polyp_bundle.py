@@ -10,7 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from bundle_cli import SCHEMA, configs, copy_bundle, export_pruned_torchscript, monai_bundle, schema_md5
+from bundle_cli import (
+    assert_missing_input_folder_is_one_line,
+    configs,
+    copy_bundle,
+    export_pruned_torchscript,
+    monai_bundle,
+    verify_metadata_and_network,
+)
 
 NAME = "polyp_endoscopy_segmentation"
 TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "10", "--batch_size", "2",
@@ -61,17 +68,12 @@ def test_inference_writes_png_masks_in_the_input_size(trained, tmp_path):
 
 
 def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):
-    with pytest.raises(AssertionError, match="input folder not found"):
-        monai_bundle(trained, "run", "--config_file", configs("inference.json"), "--input_dir",
-                     str(tmp_path / "nope"), "--network_def#filters", "[4,8,8,16,16]")
+    assert_missing_input_folder_is_one_line(trained, tmp_path / "nope", "--network_def#filters", "[4,8,8,16,16]")
 
 
 def test_monai_cli_checks_pass_offline(trained):
-    monai_bundle(trained, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA),
-                 "--hash_val", schema_md5())
     overrides = ["--network_def#filters", "[4,8,8,16,16]"]
-    monai_bundle(trained, "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *overrides)
+    verify_metadata_and_network(trained, *overrides)
     scripted = export_pruned_torchscript(trained, *overrides)
     assert scripted(torch.rand(1, 3, 64, 64)).shape == (1, 2, 64, 64)
 
