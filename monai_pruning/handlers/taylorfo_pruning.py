@@ -5,8 +5,9 @@ TaylorFO filter pruning as an Ignite handler (Molchanov et al. 2017/2019; Sapkot
 Every ``interval`` epochs (or iterations) from ``start_epoch``, the channels of all prunable groups are scored by their
 first-order Taylor importance on a few training batches, and the globally least important ones are removed; training
 then simply continues (fine-tuning) until the next step. Pruning stops at a MACs/parameter target, when nothing more
-can be removed, or when the validation metric falls more than ``tolerance`` below its unpruned value, in which case
-the network goes back to the last state validation accepted (undoing every cut made since).
+can be removed, or when the validation metric falls more than ``tolerance`` below its unpruned value and does not
+come back within ``recovery_validations`` further validations of fine-tuning, in which case the network goes back to
+the last state validation accepted (undoing every cut made since).
 """
 
 from __future__ import annotations
@@ -76,11 +77,14 @@ class TaylorFOPruning(PruningHandlerBase):
 
     Stopping: ``target_macs_reduction`` / ``target_params_reduction`` (fractions removed, vs. the network when the
     handler started) reached, nothing left to remove, or the validation metric more than ``tolerance`` below the
-    baseline (the validator's value before the first cut, or ``baseline_metric``). In the last case the last state a
-    validation accepted (pruning record, weights, optimizer state, saved before the first cut after that validation,
-    kept in memory and in ``state_dict()``) is restored: with validation less often than pruning steps, all the cuts
-    no metric has judged are undone together. With a validator, the first cut waits for a validation result to use
-    as baseline.
+    baseline (the validator's value before the first cut, or ``baseline_metric``). A failed validation first pauses
+    pruning for up to ``recovery_validations`` more validations of fine-tuning (a network just cut often needs a few
+    epochs to recover, and a single validation on few images is noisy); the first of them back within tolerance
+    accepts the cuts and pruning resumes. If none is (or with ``recovery_validations=0``, the paper's rule), the last
+    state a validation accepted (pruning record, weights, optimizer state, saved before the first cut after that
+    validation, kept in memory and in ``state_dict()``) is restored and pruning stops: with validation less often than
+    pruning steps, all the cuts no metric has judged are undone together. With a validator, the first cut waits for a
+    validation result to use as baseline. The best checkpoint is never written from a validation that failed.
 
     One history row per epoch (phase, steps, channels removed, metric, widths, MACs, parameters, epoch time); see
     :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint and the
@@ -103,6 +107,8 @@ class TaylorFOPruning(PruningHandlerBase):
         target_macs_reduction: stop once this fraction of the starting MACs is removed.
         target_params_reduction: stop once this fraction of the starting parameters is removed.
         tolerance: largest accepted metric drop below the baseline (metric units, e.g. 0.01 Dice); None: no check.
+        recovery_validations: validations to wait, pruning paused, for a failed metric to come back within
+            ``tolerance`` before the cuts are undone; 0 undoes them at the first failure.
         baseline_metric: the unpruned metric, when known in advance (otherwise measured by the validator).
         seed: seed of the random output gradients (``gradient="random"``).
         one_shot_steps: also produce a one-shot curve (no fine-tuning) at the first step: removed channel counts
@@ -137,6 +143,7 @@ class TaylorFOPruning(PruningHandlerBase):
         target_macs_reduction: float | None = None,
         target_params_reduction: float | None = None,
         tolerance: float | None = 0.01,
+        recovery_validations: int = 0,
         baseline_metric: float | None = None,
         seed: int = 0,
         one_shot_steps: Sequence[int | float] | None = None,
@@ -201,6 +208,13 @@ class TaylorFOPruning(PruningHandlerBase):
         if baseline_metric is not None and validator is None:
             raise PruningHandlerError("TaylorFOPruning: `baseline_metric` needs a `validator` to compare with.")
         self.tolerance = float(tolerance) if tolerance is not None else None
+        if isinstance(recovery_validations, bool) or not isinstance(recovery_validations, int) or (
+            recovery_validations < 0
+        ):
+            raise PruningHandlerError(
+                f"TaylorFOPruning: `recovery_validations` must be an int >= 0, got {recovery_validations!r}."
+            )
+        self.recovery_validations = recovery_validations
         self.baseline = float(baseline_metric) if baseline_metric is not None else None
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise PruningHandlerError(f"TaylorFOPruning: `seed` must be an int, got {seed!r}.")
@@ -218,6 +232,7 @@ class TaylorFOPruning(PruningHandlerBase):
         self.one_shot_done = False
         # the last state a metric accepted (or the start), kept from the first cut after it until a metric judges
         self.snapshot: dict[str, Any] | None = None
+        self.failed_validations = 0  # failed validations since the last accepted one; pruning pauses while > 0
         self._epoch_removed = 0
         self._epoch_events: list[str] = []
 
@@ -260,8 +275,7 @@ class TaylorFOPruning(PruningHandlerBase):
             self.val_metrics.append(metric)
             if self.baseline is None and self.cuts == 0:
                 self.baseline = metric
-        rolled_back = self._judge_last_cut(engine, metric)
-        if not rolled_back:
+        if self._judge_last_cut(engine, metric):
             self.maybe_save_best(engine, metric)
         if self.epoch_level and self.phase == PRUNING and self._epoch_scheduled(engine.state.epoch):
             self.step(engine)
@@ -291,20 +305,37 @@ class TaylorFOPruning(PruningHandlerBase):
         return metric > self.baseline + self.tolerance
 
     def _judge_last_cut(self, engine: Engine, metric: float | None) -> bool:
-        """With a fresh metric, accept the cuts since the last one or undo them (and stop); returns whether undone."""
+        """
+        With a fresh metric, accept the cuts made since the last accepted validation, wait for recovery, or undo them
+        (and stop pruning). Returns whether ``metric`` describes the network now in place and was not rejected, i.e.
+        whether it may become the best checkpoint.
+        """
         if self.snapshot is None or metric is None:
-            return False
-        if self._metric_failed(metric):
-            self._restore(engine, self.snapshot)
-            self.snapshot = None
-            self._stop("tolerance")
-            self._epoch_events.append("rollback")
+            return metric is not None
+        if not self._metric_failed(metric):
+            if self.failed_validations:
+                self._epoch_events.append("recovered")
+                self.logger.info(f"TaylorFOPruning: metric {metric:.4f} is back within tolerance; cuts accepted.")
+            self.snapshot, self.failed_validations = None, 0
+            return True
+        self.failed_validations += 1
+        if self.failed_validations <= self.recovery_validations:
+            self._epoch_events.append("recovering")
             self.logger.info(
                 f"TaylorFOPruning: metric {metric:.4f} fell more than {self.tolerance} below the baseline "
-                f"{self.baseline:.4f}; back to the last validated network, pruning stopped."
+                f"{self.baseline:.4f}; pruning paused, fine-tuning for recovery "
+                f"({self.failed_validations}/{self.recovery_validations} validations)."
             )
-            return True
-        self.snapshot = None
+            return False
+        self._restore(engine, self.snapshot)
+        self.snapshot, self.failed_validations = None, 0
+        self._stop("tolerance")
+        self.stop_reason = "tolerance"  # also when a target had already ended pruning: the target is undone too
+        self._epoch_events.append("rollback")
+        self.logger.info(
+            f"TaylorFOPruning: metric {metric:.4f} fell more than {self.tolerance} below the baseline "
+            f"{self.baseline:.4f}; back to the last validated network, pruning stopped."
+        )
         return False
 
     def _stop(self, reason: str) -> None:
@@ -334,6 +365,10 @@ class TaylorFOPruning(PruningHandlerBase):
             if "waiting" not in self._epoch_events:
                 self._epoch_events.append("waiting")
                 self.logger.info("TaylorFOPruning: waiting for a validation result (the baseline) before cutting.")
+            return {}
+        if self.failed_validations:
+            if "paused" not in self._epoch_events:
+                self._epoch_events.append("paused")
             return {}
         if self._target_reached():
             self._stop("target")
@@ -444,6 +479,7 @@ class TaylorFOPruning(PruningHandlerBase):
             "one_shot_done": self.one_shot_done,
             "generator": generator_state(self.generator),
             "snapshot": self.snapshot,
+            "failed_validations": self.failed_validations,
             "epoch_removed": self._epoch_removed,
             "epoch_events": list(self._epoch_events),
         }
@@ -461,5 +497,6 @@ class TaylorFOPruning(PruningHandlerBase):
         self.one_shot_done = bool(state.get("one_shot_done", False))
         set_generator_state(self.generator, state["generator"], where)
         self.snapshot = state.get("snapshot")
+        self.failed_validations = int(state.get("failed_validations", 0))
         self._epoch_removed = int(state.get("epoch_removed", 0))
         self._epoch_events = [str(e) for e in state.get("epoch_events", [])]

@@ -265,6 +265,46 @@ def test_a_metric_drop_undoes_every_cut_since_the_last_validated_network():
         torch.testing.assert_close(net.state_dict()[key], value)
 
 
+def test_a_failed_validation_pauses_pruning_and_a_recovered_one_accepts_the_cuts(tmp_path):
+    net = _unet()
+    # 0.70 fails (tolerance 0.05 below 0.80), 0.78 is back within tolerance one validation later
+    validator = _ScriptedValidator({1: 0.80, 2: 0.70, 3: 0.78, 4: 0.79})
+    handler = TaylorFOPruning(prune_count=5, tolerance=0.05, recovery_validations=2, validator=validator,
+                              example_shape=SHAPE, plot=False, score_batches=1, best_checkpoint=tmp_path / "best.pt")
+    best_files = {}
+
+    def read_best(engine):
+        best_files[engine.state.epoch] = (tmp_path / "best.pt").read_bytes()
+
+    _trainer(net, [validator, handler, _EpochProbe(read_best)], epochs=4).run()
+    rows = handler.history.rows
+    assert [row["removed_now"] for row in rows] == [5, 0, 5, 5]
+    assert "recovering" in rows[1]["events"] and "paused" in rows[1]["events"]
+    assert "recovered" in rows[2]["events"] and "rollback" not in ",".join(r["events"] for r in rows)
+    assert handler.phase == "pruning" and handler.failed_validations == 0
+    assert best_files[2] == best_files[1]  # the failed validation never becomes the best checkpoint
+    assert best_files[3] != best_files[2]
+
+
+def test_a_metric_that_does_not_recover_in_time_undoes_the_cuts_and_stops_pruning():
+    net = _unet()
+    validator = _ScriptedValidator({1: 0.80, 2: 0.70, 3: 0.74, 4: 0.72, 5: 0.80})
+    handler = TaylorFOPruning(prune_count=5, tolerance=0.05, recovery_validations=2, validator=validator,
+                              example_shape=SHAPE, plot=False, score_batches=1)
+    saved = {}
+
+    def before_pruning(engine):
+        saved[engine.state.epoch] = copy.deepcopy(net.state_dict())
+
+    _trainer(net, [validator, _EpochProbe(before_pruning), handler], epochs=5).run()
+    rows = handler.history.rows
+    assert [row["removed_now"] for row in rows] == [5, 0, 0, 0, 0]
+    assert ["recovering" in row["events"] for row in rows] == [False, True, True, False, False]
+    assert "rollback" in rows[3]["events"] and handler.stop_reason == "tolerance" and rows[3]["phase"] == "finetune"
+    assert sum(rows[3]["widths"].values()) == sum(rows[0]["widths"].values()) + 5  # unpruned again
+    assert handler.failed_validations == 0 and handler.snapshot is None
+
+
 def test_first_cut_waits_for_a_validation_baseline():
     net = _unet()
     validator = _ScriptedValidator({2: 0.7})
@@ -302,11 +342,11 @@ def test_deep_supervision_network_with_stacked_outputs_is_scored_and_pruned():
     assert net(torch.randn(SHAPE)).shape == (2, 2, 1, 16, 16)
 
 
-def _resumable_run(tmp_path, epochs: int, resume_from=None):
+def _resumable_run(tmp_path, epochs: int, resume_from=None, recovery_validations=0):
     net = _unet()
-    validator = _ScriptedValidator({1: 0.8, 2: 0.8, 3: 0.4, 4: 0.6})
+    validator = _ScriptedValidator({1: 0.8, 2: 0.8, 3: 0.4, 4: 0.6, 5: 0.75, 6: 0.8})
     handler = TaylorFOPruning(prune_count=4, validator=validator, tolerance=0.1, example_shape=SHAPE, plot=False,
-                              score_batches=1, reduction="sq")
+                              score_batches=1, reduction="sq", recovery_validations=recovery_validations)
     trainer = _trainer(net, [validator, handler], epochs=epochs)
     optimizer = trainer.optimizer
     save_dict = {"pruning": PruningRecord(net, optimizer), "model": net, "optimizer": optimizer, "trainer": trainer,
@@ -328,6 +368,26 @@ def test_a_run_resumed_between_a_cut_and_its_rollback_ends_like_an_uninterrupted
     for state in (full_state, resumed_state):
         state["history"]["rows"] = [{k: v for k, v in r.items() if k != "time_s"} for r in state["history"]["rows"]]
     assert resumed_state == full_state  # rows, phase, steps, baseline, generator; the snapshot was used and dropped
+    for key, value in full_net.state_dict().items():
+        torch.testing.assert_close(resumed_net.state_dict()[key], value)
+
+
+def test_a_run_resumed_while_waiting_for_recovery_ends_like_an_uninterrupted_one(tmp_path):
+    full_net, full = _resumable_run(tmp_path / "full", epochs=6, recovery_validations=2)
+    assert ["recovering" in row["events"] for row in full.history.rows] == [False] * 2 + [True] * 2 + [False] * 2
+    assert "recovered" in full.history.rows[4]["events"]
+    checkpoint = next((tmp_path / "full" / "ckpt").glob("*epoch=3.pt"))
+    assert torch.load(checkpoint, weights_only=True)["pruner"]["method_state"]["failed_validations"] == 1
+    resumed_net, resumed = _resumable_run(tmp_path / "resumed", epochs=6, resume_from=checkpoint,
+                                          recovery_validations=2)
+    full_state, resumed_state = full.state_dict(), resumed.state_dict()
+    for state in (full_state, resumed_state):
+        state["history"]["rows"] = [{k: v for k, v in r.items() if k != "time_s"} for r in state["history"]["rows"]]
+    full_snapshot = full_state["method_state"].pop("snapshot")  # the cut of epoch 6 is not judged yet
+    resumed_snapshot = resumed_state["method_state"].pop("snapshot")
+    assert resumed_state == full_state
+    assert resumed_snapshot["record"] == full_snapshot["record"]
+    torch.testing.assert_close(resumed_snapshot["model"], full_snapshot["model"])
     for key, value in full_net.state_dict().items():
         torch.testing.assert_close(resumed_net.state_dict()[key], value)
 
@@ -379,6 +439,7 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
         ({"target_macs_reduction": 1.5}, "`target_macs_reduction` must be a fraction"),
         ({"baseline_metric": 0.8}, "`baseline_metric` needs a `validator`"),
         ({"one_shot_steps": [0.1]}, "`one_shot_steps` needs a callable `one_shot_evaluate`"),
+        ({"recovery_validations": -1}, "`recovery_validations` must be an int >= 0"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
