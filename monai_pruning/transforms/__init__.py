@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from monai_pruning.transforms.binarize_mask import BinarizeMask, BinarizeMaskd
 from monai_pruning.transforms.ct_window import CTWindowNormalize, CTWindowNormalized
+from monai_pruning.transforms.errors import TransformError
 from monai_pruning.transforms.remap_labels import RemapLabels, RemapLabelsd
 from monai_pruning.transforms.select_channels import SelectChannels, SelectChannelsd
 
@@ -22,4 +23,5 @@ __all__ = [
     "RemapLabelsd",
     "SelectChannels",
     "SelectChannelsd",
+    "TransformError",
 ]

@@ -12,6 +12,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms.transform import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_pruning.transforms.errors import TransformError
 from monai_pruning.transforms.image_source import describe_image_source
 
 __all__ = ["BinarizeMask", "BinarizeMaskd"]
@@ -45,7 +46,7 @@ class BinarizeMask(Transform):
 
     def __init__(self, threshold: float = 128.0, dtype: DtypeLike | torch.dtype = np.float32) -> None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
-            raise ValueError(f"BinarizeMask: threshold must be a finite number, got {threshold!r}.")
+            raise TransformError(f"BinarizeMask: threshold must be a finite number, got {threshold!r}.")
         self.threshold = float(threshold)
         self.dtype = dtype
 
@@ -56,12 +57,12 @@ class BinarizeMask(Transform):
         """
         shape = tuple(img.shape)
         if len(shape) < 2:
-            raise ValueError(
+            raise TransformError(
                 f"BinarizeMask: expected a channel-first image (C, spatial...), got shape {shape}"
                 f"{describe_image_source(img)}."
             )
         if shape[0] > _MAX_MASK_CHANNELS:
-            raise ValueError(
+            raise TransformError(
                 f"BinarizeMask: expected at most {_MAX_MASK_CHANNELS} channels first, got shape {shape}"
                 f"{describe_image_source(img)}; is the image channel-last (add EnsureChannelFirstd first)?"
             )
@@ -113,6 +114,6 @@ class BinarizeMaskd(MapTransform):
         for key in self.key_iterator(d):
             try:
                 d[key] = self.binarizer(d[key])
-            except ValueError as err:
-                raise ValueError(f"{err} [key '{key}']") from None
+            except TransformError as err:
+                raise TransformError(f"{err} [key '{key}']") from None
         return d

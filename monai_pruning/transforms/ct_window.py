@@ -12,6 +12,8 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms.transform import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_pruning.transforms.errors import TransformError
+
 __all__ = ["CTWindowNormalize", "CTWindowNormalized", "KITS19_WINDOW_HU", "KITS19_FOREGROUND_MEAN_STD_HU"]
 
 # nnU-Net's KiTS19 preprocessing (Isensee & Maier-Hein, 2019): the 0.5 and 99.5 percentiles of the foreground
@@ -61,13 +63,13 @@ class CTWindowNormalize(Transform):
     ) -> None:
         for arg_name, value in (("a_min", a_min), ("a_max", a_max), ("mean", mean), ("std", std)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"CTWindowNormalize: {arg_name} must be a finite number, got {value!r}.")
+                raise TransformError(f"CTWindowNormalize: {arg_name} must be a finite number, got {value!r}.")
         if a_min >= a_max:
-            raise ValueError(f"CTWindowNormalize: a_min ({a_min}) must be below a_max ({a_max}).")
+            raise TransformError(f"CTWindowNormalize: a_min ({a_min}) must be below a_max ({a_max}).")
         if std <= 0:
-            raise ValueError(f"CTWindowNormalize: std must be positive, got {std}.")
+            raise TransformError(f"CTWindowNormalize: std must be positive, got {std}.")
         if mode not in _MODES:
-            raise ValueError(f"CTWindowNormalize: mode must be one of {list(_MODES)}, got {mode!r}.")
+            raise TransformError(f"CTWindowNormalize: mode must be one of {list(_MODES)}, got {mode!r}.")
         self.a_min = float(a_min)
         self.a_max = float(a_max)
         self.mean = float(mean)

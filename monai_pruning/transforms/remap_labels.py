@@ -10,6 +10,7 @@ from monai.config import DtypeLike, KeysCollection, NdarrayOrTensor
 from monai.transforms.transform import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_pruning.transforms.errors import TransformError
 from monai_pruning.transforms.image_source import describe_image_source
 
 __all__ = ["RemapLabels", "RemapLabelsd", "parse_label_mapping"]
@@ -22,7 +23,7 @@ def _parse_label_value(value: object, role: str) -> int | float:
     """Read one mapping key or value as a number; JSON object keys always arrive as strings such as ``"3"``."""
     number: int | float
     if isinstance(value, bool):
-        raise ValueError(f"RemapLabels: mapping {role} {value!r} is a bool, expected a label number.")
+        raise TransformError(f"RemapLabels: mapping {role} {value!r} is a bool, expected a label number.")
     if isinstance(value, (int, float)):
         number = value
     elif isinstance(value, str):
@@ -32,11 +33,13 @@ def _parse_label_value(value: object, role: str) -> int | float:
             try:
                 number = float(value.strip())
             except ValueError:
-                raise ValueError(f"RemapLabels: mapping {role} {value!r} is not a number.") from None
+                raise TransformError(f"RemapLabels: mapping {role} {value!r} is not a number.") from None
     else:
-        raise ValueError(f"RemapLabels: mapping {role} {value!r} has type {type(value).__name__}, expected a number.")
+        raise TransformError(
+            f"RemapLabels: mapping {role} {value!r} has type {type(value).__name__}, expected a number."
+        )
     if not math.isfinite(number):
-        raise ValueError(f"RemapLabels: mapping {role} {value!r} is not a finite number.")
+        raise TransformError(f"RemapLabels: mapping {role} {value!r} is not a finite number.")
     return int(number) if float(number).is_integer() else float(number)
 
 
@@ -49,14 +52,14 @@ def parse_label_mapping(mapping: Mapping) -> dict[int | float, int | float]:
     one of them would be silently ignored.
     """
     if not isinstance(mapping, Mapping):
-        raise ValueError(f"RemapLabels: mapping must be a dict of label -> label, got {type(mapping).__name__}.")
+        raise TransformError(f"RemapLabels: mapping must be a dict of label -> label, got {type(mapping).__name__}.")
     if len(mapping) == 0:
-        raise ValueError("RemapLabels: mapping is empty; give at least one {source label: target label} pair.")
+        raise TransformError("RemapLabels: mapping is empty; give at least one {source label: target label} pair.")
     parsed: dict[int | float, int | float] = {}
     for raw_key, raw_value in mapping.items():
         key = _parse_label_value(raw_key, "key")
         if key in parsed:
-            raise ValueError(f"RemapLabels: mapping has label {key} twice (key {raw_key!r}).")
+            raise TransformError(f"RemapLabels: mapping has label {key} twice (key {raw_key!r}).")
         parsed[key] = _parse_label_value(raw_value, "value")
     return parsed
 
@@ -104,7 +107,7 @@ class RemapLabels(Transform):
         if self.strict:
             unexpected = [v for v in torch.unique(labels).tolist() if v not in self.mapping]
             if unexpected:
-                raise ValueError(
+                raise TransformError(
                     f"RemapLabels: label values {_format_values(unexpected)}{describe_image_source(img)} are not in "
                     f"the mapping keys {_format_values(sorted(self.mapping))} (strict=True)."
                 )
@@ -150,6 +153,6 @@ class RemapLabelsd(MapTransform):
         for key in self.key_iterator(d):
             try:
                 d[key] = self.remapper(d[key])
-            except ValueError as err:
-                raise ValueError(f"{err} [key '{key}']") from None
+            except TransformError as err:
+                raise TransformError(f"{err} [key '{key}']") from None
         return d

@@ -9,6 +9,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms.transform import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 
+from monai_pruning.transforms.errors import TransformError
 from monai_pruning.transforms.image_source import describe_image_source
 
 __all__ = ["SelectChannels", "SelectChannelsd", "parse_modality", "resolve_channels"]
@@ -23,7 +24,9 @@ def parse_modality(modality: Mapping) -> list[str]:
     image is what selection by name relies on.
     """
     if not isinstance(modality, Mapping) or len(modality) == 0:
-        raise ValueError(f"SelectChannels: modality must be a non-empty dict like {{'0': 'FLAIR'}}, got {modality!r}.")
+        raise TransformError(
+            f"SelectChannels: modality must be a non-empty dict like {{'0': 'FLAIR'}}, got {modality!r}."
+        )
     by_index: dict[int, str] = {}
     for key, name in modality.items():
         try:
@@ -31,12 +34,14 @@ def parse_modality(modality: Mapping) -> list[str]:
         except (TypeError, ValueError):
             index = None
         if index is None or str(index) != str(key).strip():
-            raise ValueError(f"SelectChannels: modality key {key!r} is not a channel index (expected '0', '1', ...).")
+            raise TransformError(
+                f"SelectChannels: modality key {key!r} is not a channel index (expected '0', '1', ...)."
+            )
         if not isinstance(name, str) or not name:
-            raise ValueError(f"SelectChannels: modality name for channel {key!r} must be a non-empty string.")
+            raise TransformError(f"SelectChannels: modality name for channel {key!r} must be a non-empty string.")
         by_index[index] = name
     if sorted(by_index) != list(range(len(by_index))):
-        raise ValueError(f"SelectChannels: modality keys must be 0..{len(by_index) - 1}, got {sorted(by_index)}.")
+        raise TransformError(f"SelectChannels: modality keys must be 0..{len(by_index) - 1}, got {sorted(by_index)}.")
     return [by_index[i] for i in range(len(by_index))]
 
 
@@ -49,18 +54,18 @@ def resolve_channels(channels: int | str | Sequence[int | str], names: Sequence[
     """
     wanted = [channels] if isinstance(channels, (int, str)) else list(channels)
     if len(wanted) == 0:
-        raise ValueError("SelectChannels: channels is empty; give at least one channel index or name.")
+        raise TransformError("SelectChannels: channels is empty; give at least one channel index or name.")
     indices: list[int] = []
     for item in wanted:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise ValueError(f"SelectChannels: channel {item!r} must be an int index or a modality name.")
+            raise TransformError(f"SelectChannels: channel {item!r} must be an int index or a modality name.")
         if isinstance(item, int):
             if item < 0:
-                raise ValueError(f"SelectChannels: channel index {item} is negative; use indices from 0.")
+                raise TransformError(f"SelectChannels: channel index {item} is negative; use indices from 0.")
             indices.append(item)
             continue
         if names is None:
-            raise ValueError(
+            raise TransformError(
                 f"SelectChannels: channel name {item!r} needs the modality mapping of the dataset.json (modality=...)."
             )
         exact = [i for i, name in enumerate(names) if name == item]
@@ -68,7 +73,7 @@ def resolve_channels(channels: int | str | Sequence[int | str], names: Sequence[
         matches = exact or loose
         if len(matches) != 1:
             problem = "is not one of" if not matches else "matches more than one of"
-            raise ValueError(f"SelectChannels: channel name {item!r} {problem} the modality names {list(names)}.")
+            raise TransformError(f"SelectChannels: channel name {item!r} {problem} the modality names {list(names)}.")
         indices.append(matches[0])
     return indices
 
@@ -103,7 +108,7 @@ class SelectChannels(Transform):
         self.names = parse_modality(modality) if modality is not None else None
         self.indices = resolve_channels(channels, self.names)
         if self.names is not None and max(self.indices) >= len(self.names):
-            raise ValueError(
+            raise TransformError(
                 f"SelectChannels: channel index {max(self.indices)} is out of range for the "
                 f"{len(self.names)} modality names {self.names}."
             )
@@ -115,17 +120,17 @@ class SelectChannels(Transform):
         """
         shape = tuple(img.shape)
         if len(shape) < 2:
-            raise ValueError(
+            raise TransformError(
                 f"SelectChannels: expected a channel-first image (C, spatial...), got shape {shape}"
                 f"{describe_image_source(img)}."
             )
         if self.names is not None and shape[0] != len(self.names):
-            raise ValueError(
+            raise TransformError(
                 f"SelectChannels: image{describe_image_source(img)} has {shape[0]} channels but the modality mapping "
                 f"names {len(self.names)} ({self.names})."
             )
         if max(self.indices) >= shape[0]:
-            raise ValueError(
+            raise TransformError(
                 f"SelectChannels: channel index {max(self.indices)} is out of range for an image with {shape[0]} "
                 f"channels (shape {shape}){describe_image_source(img)}."
             )
@@ -169,6 +174,6 @@ class SelectChannelsd(MapTransform):
         for key in self.key_iterator(d):
             try:
                 d[key] = self.selector(d[key])
-            except ValueError as err:
-                raise ValueError(f"{err} [key '{key}']") from None
+            except TransformError as err:
+                raise TransformError(f"{err} [key '{key}']") from None
         return d

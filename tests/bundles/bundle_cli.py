@@ -59,16 +59,21 @@ def export_pruned_torchscript(root: Path, *overrides: str):
     return torch.jit.load(str(root / "models" / "model.ts"))
 
 
-def assert_missing_input_folder_is_one_line(root: Path, missing: Path, *overrides: str) -> None:
-    """Inference on a folder that does not exist stops with one ``ERROR:`` line naming it, and no traceback."""
+def assert_inference_fails_with_one_line(root: Path, input_dir: Path, message: str, *overrides: str) -> None:
+    """Inference on ``input_dir`` stops with ``ERROR: <message>`` on one line, and no traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs("inference.json"), "--input_dir",
-         str(missing), *overrides],
+         str(input_dir), *overrides],
         cwd=root, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode != 0
-    assert f"ERROR: input folder not found: {missing}" in result.stderr
+    assert f"ERROR: {message}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def assert_missing_input_folder_is_one_line(root: Path, missing: Path, *overrides: str) -> None:
+    """Inference on a folder that does not exist stops with one ``ERROR:`` line naming it, and no traceback."""
+    assert_inference_fails_with_one_line(root, missing, f"input folder not found: {missing}", *overrides)
 
 
 def verify_metadata_and_network(root: Path, *overrides: str) -> None:

@@ -14,6 +14,7 @@ from monai.bundle import ConfigParser
 
 from bundle_cli import (
     BUNDLES,
+    assert_inference_fails_with_one_line,
     assert_missing_input_folder_is_one_line,
     configs,
     copy_bundle,
@@ -166,6 +167,14 @@ def test_inference_writes_masks_with_the_input_shape_and_affine_whatever_the_fil
 
 def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):
     assert_missing_input_folder_is_one_line(trained, tmp_path / "nope", *NET)
+
+
+def test_inference_with_a_channel_name_the_modality_mapping_lacks_fails_with_one_clear_line(trained):
+    assert_inference_fails_with_one_line(
+        trained, trained / "data" / "demo" / "imagesTr",
+        "SelectChannels: channel name 'T2w' is not one of the modality names ['T1w'].",
+        "--image_channels", "['T2w']", *NET,
+    )
 
 
 def test_metadata_and_network_shapes_pass_the_monai_checks_offline(trained):

@@ -13,6 +13,7 @@ from monai.bundle import ConfigParser
 
 from bundle_cli import (
     BUNDLES,
+    assert_inference_fails_with_one_line,
     assert_missing_input_folder_is_one_line,
     configs,
     copy_bundle,
@@ -136,6 +137,17 @@ def test_inference_writes_masks_with_the_input_shape_and_affine_and_skips_kits_m
 
 def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):
     assert_missing_input_folder_is_one_line(trained, tmp_path / "nope", *NET)
+
+
+def test_inference_on_a_folder_of_only_kits_masks_fails_with_one_clear_line(trained, tmp_path):
+    masks_only = tmp_path / "case_masks"
+    masks_only.mkdir()
+    mask_file = trained / "data" / "demo" / "case_00000" / "segmentation.nii.gz"
+    (masks_only / "segmentation.nii.gz").write_bytes(mask_file.read_bytes())
+    assert_inference_fails_with_one_line(
+        trained, masks_only,
+        f"no .nii.gz/.nii images in {masks_only} (only segmentation.nii.gz, which are not images)", *NET,
+    )
 
 
 def test_metadata_and_network_shapes_pass_the_monai_checks_offline(trained):
