@@ -214,6 +214,11 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def cli_overrides(items: list[str]) -> list[str]:
+    """``["a#b=1", ...]`` -> ``["--a#b", "1", ...]``, the form ``python -m monai.bundle run`` takes."""
+    return [part for item in items for part in ("--" + item).split("=", 1)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", help="bundle folder name under bundles/")
@@ -226,6 +231,9 @@ def main() -> None:
     parser.add_argument("--sauron_set", action="append", default=[], metavar="ID=VALUE",
                         help="config override for the Sauron run only (repeatable), "
                              "e.g. --sauron_set sauron#patience=2")
+    parser.add_argument("--taylorfo_set", action="append", default=[], metavar="ID=VALUE",
+                        help="config override for the TaylorFO run only (repeatable), "
+                             "e.g. --taylorfo_set taylorfo#tolerance=0.05")
     parser.add_argument("--overhead_iterations", type=int, default=6, help="iterations per timed overhead round")
     parser.add_argument("--overhead_rounds", type=int, default=5)
     parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
@@ -249,9 +257,8 @@ def main() -> None:
             )
     plans = {
         "baseline": (["train.json"], common, None),
-        "sauron": (["train.json", "prune_sauron.json"],
-                   common + [part for item in args.sauron_set for part in ("--" + item).split("=", 1)], None),
-        "taylorfo": (["train.json", "prune_taylorfo.json"], finetune, "baseline"),
+        "sauron": (["train.json", "prune_sauron.json"], common + cli_overrides(args.sauron_set), None),
+        "taylorfo": (["train.json", "prune_taylorfo.json"], finetune + cli_overrides(args.taylorfo_set), "baseline"),
     }
     plans["baseline_ft"] = (["train.json", "prune_taylorfo.json", "finetune_dense.json"], finetune, "baseline")
     for peer, importance in PEERS.items():

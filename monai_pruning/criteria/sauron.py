@@ -78,9 +78,10 @@ class _NormalizedPool(torch.autograd.Function):
     normalised at a quarter (2D) or an eighth (3D) of their size, and the backward pass is written out by hand. The
     regulariser touches every prunable feature map of every training batch, so on a CPU its cost is the number of
     passes over full-resolution maps: here minimum, maximum and pooling forward and one pass spreading the gradient
-    back, instead of autograd's normalised full-resolution copy and the backward of each step. The raw pooled maps are returned too (not differentiable), for :func:`delta_prune` to score
-    on without pooling again. The gradient is the same except where a map's minimum or maximum is attained at several
-    positions: it then goes to one of them (like ``torch.min(dim)``) instead of being shared.
+    back, instead of autograd's normalised full-resolution copy and the backward of each step. The raw pooled maps
+    are returned too (not differentiable), for :func:`delta_prune` to score on without pooling again. The gradient
+    is the same except where a map's minimum or maximum is attained at several positions: it then goes to one of them
+    (like ``torch.min(dim)``) instead of being shared.
     """
 
     @staticmethod
@@ -108,7 +109,9 @@ class _NormalizedPool(torch.autograd.Function):
             grad = F.interpolate(grad_pooled, scale_factor=kernel, mode="nearest")
         else:
             grad = grad_pooled.clone()
-        padding = [pad for size, have in zip(reversed(ctx.spatial), reversed(grad.shape[2:])) for pad in (0, size - have)]
+        padding = [
+            pad for size, have in zip(reversed(ctx.spatial), reversed(grad.shape[2:])) for pad in (0, size - have)
+        ]
         if any(padding):
             grad = F.pad(grad, padding)
         # d n / d low = (n - 1) / scale and d n / d high = -n / scale, summed over the pooled positions
