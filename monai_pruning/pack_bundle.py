@@ -36,7 +36,10 @@ def pack_bundle(bundle_dir: str | os.PathLike, output: str | os.PathLike | None 
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for item in SHIPPED:
             path = root / item
-            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.exists() else []
+            if path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file())
+            else:
+                files = [path] if path.exists() else []
             for file in files:
                 if "__pycache__" not in file.parts:
                     archive.write(file, Path(root.name) / file.relative_to(root))

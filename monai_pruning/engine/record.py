@@ -98,8 +98,9 @@ def resize_to_widths(network: nn.Module, record: dict[str, dict[str, Any]]) -> l
         widths = {k: int(v) for k, v in entry.items() if k != "type"}
         if set(widths) != set(expected[name]) - {"type"}:
             raise PruningRecordError(f"pruning record entry for {name!r} has fields {sorted(widths)}")
+        groups = widths.get("groups", 1)
         if any(v < 1 for v in widths.values()) or (
-            "groups" in widths and (widths["in_channels"] % widths["groups"] or widths["out_channels"] % widths["groups"])
+            "groups" in widths and (widths["in_channels"] % groups or widths["out_channels"] % groups)
         ) or ("num_groups" in widths and widths["num_channels"] % widths["num_groups"]):
             raise PruningRecordError(f"pruning record entry for {name!r} has impossible widths {widths}")
         plans.append((module, name, widths))
