@@ -45,7 +45,8 @@ from monai_pruning.handlers import SauronPruning  # noqa: E402
 from monai_pruning.measure import measure_complexity, measure_latency, peak_inference_memory_mb  # noqa: E402
 
 
-PEERS = {"tp_taylor": "taylor", "tp_l1": "l1"}
+# Torch-Pruning peers: importance and ranking (see benchmarks/torch_pruning_peer.py for why L1 ranks per layer)
+PEERS = {"tp_taylor": ("taylor", True), "tp_l1": ("l1", False)}
 
 
 def run_bundle(root: Path, configs: list[str], overrides: list[str], log: Path) -> float:
@@ -261,9 +262,10 @@ def main() -> None:
         "taylorfo": (["train.json", "prune_taylorfo.json"], finetune + cli_overrides(args.taylorfo_set), "baseline"),
     }
     plans["baseline_ft"] = (["train.json", "prune_taylorfo.json", "finetune_dense.json"], finetune, "baseline")
-    for peer, importance in PEERS.items():
+    for peer, (importance, global_pruning) in PEERS.items():
         plans[peer] = (["train.json", "prune_taylorfo.json", "finetune_dense.json", "prune_torch_pruning.json"],
-                       finetune + ["--peer#importance", importance], "baseline")
+                       finetune + ["--peer#importance", importance, "--peer#global_pruning", str(global_pruning)],
+                       "baseline")
     results: dict[str, dict[str, Any]] = {}
     roots: dict[str, Path] = {}
     for method in args.methods:

@@ -1,16 +1,19 @@
-"""
-Torch-Pruning (Fang et al., "DepGraph", CVPR 2023; ``pip install -e ".[benchmark]"``) as the peer of our TaylorFO
-handler in the benchmark: an Ignite handler that prunes the trainer's network with Torch-Pruning's own global
-pruner and importance, so that the peer trains, validates, checkpoints and is evaluated by exactly the same bundle
-configuration as our method (``benchmarks/prune_torch_pruning.json`` is the overlay).
+"""Torch-Pruning (Fang et al., "DepGraph", CVPR 2023; ``pip install -e ".[benchmark]"``) as the peer of our TaylorFO
+handler in the benchmark: an Ignite handler that prunes the trainer's network with Torch-Pruning's own pruner and
+importance, so that the peer trains, validates, checkpoints and is evaluated by exactly the same bundle configuration
+as our method (``benchmarks/prune_torch_pruning.json`` is the overlay).
 
-At the end of each of the first ``steps`` epochs it takes Torch-Pruning's global pruning steps until the network's
-MACs (one sample of ``example_shape``, eval mode) are at most the epoch's target, which goes linearly from the
-starting MACs to ``target_macs``; the remaining epochs fine-tune. ``importance="taylor"`` is Torch-Pruning's
-``GroupTaylorImportance`` (|weight x gradient| summed over each dependency group, gradients of the training loss
-accumulated over ``score_batches`` training batches right before the step); ``"l1"`` is ``GroupMagnitudeImportance``
-with p=1. The groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, so both
-methods choose from the same channels.
+At the end of each of the first ``steps`` epochs it takes Torch-Pruning's pruning steps until the network's MACs (one
+sample of ``example_shape``, eval mode) are at most the epoch's target, which goes linearly from the starting MACs to
+``target_macs``; the remaining epochs fine-tune. ``importance="taylor"`` is Torch-Pruning's ``GroupTaylorImportance``
+(|weight x gradient| summed over each dependency group, gradients of the training loss accumulated over
+``score_batches`` training batches right before the step); ``"l1"`` is ``GroupMagnitudeImportance`` with p=1. The
+benchmark ranks Taylor channels globally, as our TaylorFO does, and L1 channels per layer (every layer loses the same
+fraction, as in Li et al., "Pruning Filters for Efficient ConvNets"): filter L1 norms are not comparable across layers
+(they grow with a layer's fan-in, and behind an affine-free InstanceNorm a filter's scale does not change its output);
+ranked globally, L1 collapsed training to an all-background prediction (Dice 0) on the polyp and brain networks. The
+groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, so both methods choose
+from the same channels.
 
 Torch-Pruning replaces the pruned parameters by new tensors and does not slice optimizer state: after each step the
 optimizer is pointed at the new parameters and its state (AdamW moments) is cleared, as Torch-Pruning's examples
@@ -36,7 +39,7 @@ IMPORTANCES = ("taylor", "l1")
 
 class TorchPruningPeer:
     """
-    Torch-Pruning's global channel pruning of the trainer's network, spread over the first ``steps`` epochs.
+    Torch-Pruning's channel pruning of the trainer's network, spread over the first ``steps`` epochs.
 
     Args:
         importance: ``"taylor"`` (weight x gradient) or ``"l1"`` (filter magnitude).
@@ -45,7 +48,8 @@ class TorchPruningPeer:
         example_shape: input shape (batch included) of the bundle's training patches.
         score_batches: training batches whose loss gradients feed the Taylor importance (None: the whole loader).
         max_pruning_ratio: the largest fraction of any one layer's channels Torch-Pruning may remove.
-        granularity: Torch-Pruning's ``iterative_steps``: the global ratio grows by ``1 / granularity`` per call.
+        granularity: Torch-Pruning's ``iterative_steps``: the pruning ratio grows by ``1 / granularity`` per call.
+        global_pruning: rank channels across the whole network (True) or remove the same fraction of every layer.
 
     Example (overlay ``benchmarks/prune_torch_pruning.json``)::
 
@@ -62,6 +66,7 @@ class TorchPruningPeer:
         score_batches: int | None = None,
         max_pruning_ratio: float = 0.9,
         granularity: int = 400,
+        global_pruning: bool = True,
     ) -> None:
         if importance not in IMPORTANCES:
             raise ValueError(f"TorchPruningPeer: `importance` must be one of {IMPORTANCES}, got {importance!r}.")
@@ -74,6 +79,7 @@ class TorchPruningPeer:
         self.score_batches = score_batches
         self.max_pruning_ratio = float(max_pruning_ratio)
         self.granularity = int(granularity)
+        self.global_pruning = bool(global_pruning)
         self.pruner = None
         self.start_macs: int | None = None
         self.exhausted = False
@@ -107,7 +113,7 @@ class TorchPruningPeer:
             network,
             example,
             importance=importance,
-            global_pruning=True,
+            global_pruning=self.global_pruning,
             pruning_ratio=1.0,
             max_pruning_ratio=self.max_pruning_ratio,
             iterative_steps=self.granularity,
