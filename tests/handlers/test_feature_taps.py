@@ -96,13 +96,20 @@ def test_contributions_are_the_loss_derivative_of_a_gate_on_every_consumer_of_a_
     torch.testing.assert_close(z[group].sum(dim=0), gate.grad)
 
 
-def test_gradients_reach_taps_through_autograd_grad_without_touching_parameter_grads():
-    net = _unet()
+def _grad_through_taps(net: torch.nn.Module) -> tuple[FeatureTaps, torch.Tensor, list[torch.Tensor]]:
+    """One tapped forward pass of ``net`` and ``autograd.grad`` of its summed output w.r.t. the tapped tensors."""
     taps = FeatureTaps(net, _prunable_taps(ChannelPruner(net, SHAPE)), gradients=True)
     taps.enabled = True
     out = net(torch.randn(SHAPE))
     taps.enabled = False
-    torch.autograd.grad(out, taps.tapped_tensors(), grad_outputs=torch.ones_like(out), allow_unused=True)
+    tapped = taps.tapped_tensors()
+    torch.autograd.grad(out, tapped, grad_outputs=torch.ones_like(out), allow_unused=True)
+    return taps, out, tapped
+
+
+def test_gradients_reach_taps_through_autograd_grad_without_touching_parameter_grads():
+    net = _unet()
+    taps, _, _ = _grad_through_taps(net)
     assert len(taps.contributions()) == len(taps)
     assert all(p.grad is None for p in net.parameters())
 
@@ -110,13 +117,7 @@ def test_gradients_reach_taps_through_autograd_grad_without_touching_parameter_g
 def test_captured_tensors_are_freed_after_clear_so_repeated_scoring_does_not_leak_memory():
     # a gradient hook that referenced its own tensor formed a cycle through C++ that gc cannot collect, and every
     # scoring pass stayed in memory (23 GB after 21 TaylorFO steps on the polyp demo)
-    net = _unet()
-    taps = FeatureTaps(net, _prunable_taps(ChannelPruner(net, SHAPE)), gradients=True)
-    taps.enabled = True
-    out = net(torch.randn(SHAPE))
-    taps.enabled = False
-    tapped = taps.tapped_tensors()
-    torch.autograd.grad(out, tapped, grad_outputs=torch.ones_like(out), allow_unused=True)
+    taps, out, tapped = _grad_through_taps(_unet())
     refs = [weakref.ref(t) for t in tapped]
     assert taps.contributions()
     del out, tapped
