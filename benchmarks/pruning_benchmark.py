@@ -79,12 +79,18 @@ def load_model(bundle: str, checkpoint: str) -> torch.nn.Module:
         return load_pruned_network(network_def(Path(bundle)), checkpoint)
 
 
-def mean_dice(csv_path: Path) -> float:
+def class_dice(csv_path: Path) -> dict[str, float]:
+    """Mean test Dice per class (``{"polyp": 0.81}``) from the ``mean`` row of an ``eval/case_metrics.csv``."""
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     mean_row = next(r for r in rows if r["case"] == "mean")
-    dice_columns = [k for k in mean_row if "dice" in k]
-    return sum(float(mean_row[k]) for k in dice_columns) / len(dice_columns)
+    return {k.rsplit("dice_", 1)[-1]: float(v) for k, v in mean_row.items() if "dice" in k}
+
+
+def mean_dice(csv_path: Path) -> float:
+    """Mean test Dice over classes: the number the targets are stated in."""
+    per_class = class_dice(csv_path)
+    return sum(per_class.values()) / len(per_class)
 
 
 def dense_equivalent(bundle: Path, target_macs: int, shape: tuple[int, ...]) -> tuple[torch.nn.Module, float]:
@@ -189,29 +195,45 @@ def history_rows(root: Path) -> list[dict[str, Any]]:
     return rows.get("rows", rows) if isinstance(rows, dict) else rows
 
 
+LABELS = {"baseline": "baseline", "sauron": "Sauron", "taylorfo": "TaylorFO", "baseline_ft": "baseline_ft (unpruned)",
+          "tp_taylor": "Torch-Pruning Taylor", "tp_l1": "Torch-Pruning L1"}
+
+
 def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
-    """The comparison table (ratios against ``baseline``) and, with a Sauron run, its training-cost table."""
+    """
+    The comparison table and, with a Sauron run, its training-cost table. Every ratio is against ``baseline``:
+    parameters and MACs as fractions of it, speed-up as its latency over the model's, "pruned / dense" as the
+    model's latency over that of a uniformly narrower dense network of the same MACs (1.0: pruning lost no speed
+    to uneven widths).
+    """
     base = results["baseline"]
-    lines = ["| model | params | MACs | MACs removed | test Dice | Dice - baseline | CPU latency (ms) | speed-up | "
-             "dense same-MACs latency (ms) | pruned / dense | checkpoint (MB) | peak inference memory (MB) |",
+    lines = ["| model | parameters | MACs | MACs removed | test Dice | Dice vs baseline | CPU latency | speed-up "
+             "| dense net of equal MACs | pruned / dense | checkpoint | peak inference memory |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, r in results.items():
+        base_row = method == "baseline"
+        params = f"{r['params']:,}" + ("" if base_row else f" ({r['params'] / base['params']:.2f}x)")
+        macs = f"{r['macs'] / 1e6:.1f} M" + ("" if base_row else f" ({r['macs'] / base['macs']:.2f}x)")
+        dice = f"{r['dice']:.4f}"
+        if len(r.get("class_dice", {})) > 1:
+            dice += " (" + ", ".join(f"{name} {value:.3f}" for name, value in r["class_dice"].items()) + ")"
         dense = r.get("dense_same_macs_latency_s")
-        dense_cells = f"{dense * 1e3:.1f} | {r['latency_s'] / dense:.2f}" if dense else "- | -"
+        dense_cells = f"{dense * 1e3:.1f} ms | {r['latency_s'] / dense:.2f}" if dense else " | "
         lines.append(
-            f"| {method} | {r['params']:,} | {r['macs']:,} | {1 - r['macs'] / base['macs']:.1%} | {r['dice']:.4f} | "
-            f"{r['dice'] - base['dice']:+.4f} | {r['latency_s'] * 1e3:.1f} | {base['latency_s'] / r['latency_s']:.2f}x"
-            f" | {dense_cells} | {r['checkpoint_mb']:.2f} | {r['peak_memory_mb']:.0f} |"
+            f"| {LABELS.get(method, method)} | {params} | {macs} | {1 - r['macs'] / base['macs']:.1%} | {dice} | "
+            + ("" if base_row else f"{r['dice'] - base['dice']:+.4f}")
+            + f" | {r['latency_s'] * 1e3:.1f} ms | {base['latency_s'] / r['latency_s']:.2f}x | {dense_cells} | "
+            f"{r['checkpoint_mb']:.2f} MB | {r['peak_memory_mb']:.0f} MB |"
         )
     sauron = results.get("sauron", {})
     if "overhead" in sauron:
-        lines += ["", "| Sauron training cost | value |", "|---|---|",
-                  "| iteration without / with regulariser + scoring, full width (s) | "
-                  f"{sauron['plain_iteration_s']:.3f} / {sauron['sauron_iteration_s']:.3f} |",
-                  f"| regulariser + scoring overhead at equal width | {sauron['overhead']:+.1%} |"]
+        lines += ["", "| Sauron training cost | measured |", "|---|---|",
+                  "| training iteration without / with the regulariser and scoring, full width | "
+                  f"{sauron['plain_iteration_s']:.3f} s / {sauron['sauron_iteration_s']:.3f} s "
+                  f"({sauron['overhead']:+.0%}) |"]
     if "first_epochs_s" in sauron:
-        lines.append("| mean of first 2 / last 2 epochs (s) | "
-                     f"{sauron['first_epochs_s']:.1f} / {sauron['last_epochs_s']:.1f} |")
+        lines.append("| mean of the first 2 / last 2 epochs | "
+                     f"{sauron['first_epochs_s']:.1f} s / {sauron['last_epochs_s']:.1f} s |")
     return lines
 
 
@@ -273,7 +295,7 @@ def main() -> None:
         root = work / method
         roots[method] = root
         if args.measure_only or (args.rerun is not None and method not in args.rerun):
-            results[method] = {"train_s": None, "dice": mean_dice(root / "eval" / "case_metrics.csv")}
+            results[method] = {"train_s": None}
             continue
         if root.exists():
             shutil.rmtree(root)
@@ -293,13 +315,15 @@ def main() -> None:
         shared = ["--demo_dir", str(work / "data" / "demo")]
         train_s = run_bundle(root, configs, overrides + shared, work / f"{method}_train.log")
         run_bundle(root, ["train.json", "evaluate.json"], shared, work / f"{method}_evaluate.log")
-        results[method] = {"train_s": train_s, "dice": mean_dice(root / "eval" / "case_metrics.csv")}
+        results[method] = {"train_s": train_s}
 
     meta = ConfigParser()
     meta.read_config(str(source / "configs" / "inference.json"))
     in_channels = meta.get_parsed_content("network_def#in_channels")
     shape = (1, in_channels, *meta.get_parsed_content("roi_size"))
     for method, root in roots.items():
+        metrics = root / "eval" / "case_metrics.csv"
+        results[method].update(dice=mean_dice(metrics), class_dice=class_dice(metrics))
         checkpoint = root / "models" / "model.pt"
         model = load_model(str(source), str(checkpoint))
         complexity = measure_complexity(model, shape)

@@ -1,0 +1,54 @@
+"""The benchmark script's reporting: per-class Dice from the evaluation CSV and the ratios of its tables."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning_benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("pruning_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(params: int, macs: float, dice: float, latency_s: float, **extra) -> dict:
+    return {"params": params, "macs": macs, "dice": dice, "latency_s": latency_s, "checkpoint_mb": 1.0,
+            "peak_memory_mb": 50.0, **extra}
+
+
+def test_class_dice_reads_every_class_of_the_mean_row_and_mean_dice_averages_them(bench, tmp_path):
+    csv_path = tmp_path / "case_metrics.csv"
+    csv_path.write_text(
+        "case,test_mean_dice_kidney,test_mean_dice_tumour,test_hd95_kidney,test_hd95_tumour\n"
+        "case_1,0.7,0.1,3.0,nan\n"
+        "mean,0.75,0.05,3.5,nan\n"
+    )
+    assert bench.class_dice(csv_path) == {"kidney": 0.75, "tumour": 0.05}
+    assert bench.mean_dice(csv_path) == pytest.approx(0.4)
+
+
+def test_tables_state_sizes_speed_and_dice_as_ratios_to_the_baseline(bench):
+    results = {
+        "baseline": _row(1000, 400e6, 0.80, 0.020),
+        "taylorfo": _row(250, 100e6, 0.79, 0.008, dense_same_macs_latency_s=0.010,
+                         class_dice={"kidney": 0.9, "tumour": 0.68}),
+        "sauron": _row(500, 300e6, 0.70, 0.016, plain_iteration_s=0.5, sauron_iteration_s=0.6, overhead=0.2,
+                       first_epochs_s=6.0, last_epochs_s=4.0),
+    }
+    lines = bench.markdown_tables(results)
+    baseline, taylorfo, sauron = lines[2:5]
+    assert baseline.startswith("| baseline | 1,000 | 400.0 M | 0.0% | 0.8000 |  | 20.0 ms | 1.00x |")
+    assert "| TaylorFO | 250 (0.25x) | 100.0 M (0.25x) | 75.0% | 0.7900 (kidney 0.900, tumour 0.680) | -0.0100 |" in (
+        taylorfo
+    )
+    assert "| 8.0 ms | 2.50x | 10.0 ms | 0.80 |" in taylorfo
+    assert "| 0.500 s / 0.600 s (+20%) |" in "\n".join(lines)
+    assert "| 6.0 s / 4.0 s |" in "\n".join(lines)
+    assert sauron.count("|") == baseline.count("|")  # no dense column values, but the same number of cells
