@@ -87,9 +87,8 @@ def class_dice(csv_path: Path) -> dict[str, float]:
     return {k.rsplit("dice_", 1)[-1]: float(v) for k, v in mean_row.items() if "dice" in k}
 
 
-def mean_dice(csv_path: Path) -> float:
-    """Mean test Dice over classes: the number the targets are stated in."""
-    per_class = class_dice(csv_path)
+def mean_dice(per_class: dict[str, float]) -> float:
+    """Mean of :func:`class_dice`'s per-class values: the number the targets are stated in."""
     return sum(per_class.values()) / len(per_class)
 
 
@@ -322,8 +321,8 @@ def main() -> None:
     in_channels = meta.get_parsed_content("network_def#in_channels")
     shape = (1, in_channels, *meta.get_parsed_content("roi_size"))
     for method, root in roots.items():
-        metrics = root / "eval" / "case_metrics.csv"
-        results[method].update(dice=mean_dice(metrics), class_dice=class_dice(metrics))
+        per_class = class_dice(root / "eval" / "case_metrics.csv")
+        results[method].update(dice=mean_dice(per_class), class_dice=per_class)
         checkpoint = root / "models" / "model.pt"
         model = load_model(str(source), str(checkpoint))
         complexity = measure_complexity(model, shape)
