@@ -260,6 +260,8 @@ def select_global_lowest(
     num_to_remove: int,
     min_channels: int | Mapping[str, int] = 1,
     unit_sizes: Mapping[str, int] | None = None,
+    channel_costs: Mapping[str, float] | None = None,
+    max_cost: float | None = None,
 ) -> dict[str, list[int]]:
     """
     The globally least important channels, over all groups at once.
@@ -272,12 +274,20 @@ def select_global_lowest(
     fewer than ``num_to_remove`` are returned only when no more can be removed. A unit scoring ``+inf`` is never
     taken (mark already pruned or protected channels that way).
 
+    With a budget (``channel_costs`` and ``max_cost``, e.g. MACs), the selection also ends at the first unit whose
+    cost would take the total above ``max_cost``: the units after it rank as more important, so a step limited by
+    its budget stops there rather than reach past it for cheaper channels. The lowest-ranked unit that fits the
+    count and floors is always taken, so that a budget smaller than one unit never stalls pruning.
+
     Args:
         scores: group name -> (C,) importance scores.
         num_to_remove: how many channels to remove in total.
         min_channels: the fewest channels a group may keep (>= 1), one int for all groups or a dict per group
             (groups missing from the dict keep at least 1).
         unit_sizes: group name -> block size k (C must be a multiple of k); groups missing remove single channels.
+        channel_costs: group name -> cost (>= 0) of removing one channel of the group; every group must have one
+            when ``max_cost`` is given. A unit costs its size times that.
+        max_cost: the most the selected units may cost together (same unit as ``channel_costs``); None: no budget.
 
     Returns:
         Every group name -> sorted channel indices to remove (possibly empty).
@@ -288,6 +298,7 @@ def select_global_lowest(
         raise ValueError(f"{where}: `num_to_remove` must be an int >= 0, got {num_to_remove!r}.")
     floors = _per_group_int(min_channels, scores, 1, "min_channels")
     sizes = _per_group_int(unit_sizes, scores, 1, "unit_sizes")
+    costs = _channel_costs(channel_costs, max_cost, scores)
     units: list[tuple[float, str, int]] = []
     for name, values in scores.items():
         size = sizes[name]
@@ -302,17 +313,43 @@ def select_global_lowest(
     units.sort()
     remaining = {name: values.shape[0] for name, values in scores.items()}
     selected: dict[str, list[int]] = {name: [] for name in scores}
-    removed = 0
+    removed, spent = 0, 0.0
     for _, name, block in units:
         if removed == num_to_remove:
             break
         size = sizes[name]
         if removed + size > num_to_remove or remaining[name] - size < floors[name]:
             continue
+        if costs is not None:
+            cost = size * costs[name]
+            if removed and spent + cost > max_cost:
+                break
+            spent += cost
         selected[name].extend(range(block * size, (block + 1) * size))
         remaining[name] -= size
         removed += size
     return {name: sorted(indices) for name, indices in selected.items()}
+
+
+def _channel_costs(
+    channel_costs: Mapping[str, float] | None, max_cost: float | None, scores: Mapping[str, Any]
+) -> dict[str, float] | None:
+    """Validate the budget arguments of :func:`select_global_lowest`; None when there is no budget."""
+    where = "select_global_lowest"
+    if max_cost is None:
+        return None
+    if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or not max_cost >= 0:
+        raise ValueError(f"{where}: `max_cost` must be a number >= 0 or None, got {max_cost!r}.")
+    if not isinstance(channel_costs, Mapping):
+        raise ValueError(f"{where}: `max_cost` needs `channel_costs`, a dict of group name -> cost of one channel.")
+    missing = sorted(str(name) for name in scores if name not in channel_costs)
+    if missing:
+        raise ValueError(f"{where}: `channel_costs` has no cost for the groups {missing}.")
+    costs = {name: float(channel_costs[name]) for name in scores}
+    negative = sorted(name for name, cost in costs.items() if not cost >= 0)
+    if negative:
+        raise ValueError(f"{where}: `channel_costs` must be >= 0 (or are NaN) for the groups {negative}.")
+    return costs
 
 
 def fraction_to_count(fraction: float, total: int) -> int:

@@ -106,6 +106,12 @@ class TaylorFOPruning(PruningHandlerBase):
             global ranking removes mostly cheap deep channels: parameters fall much faster than MACs.
         target_macs_reduction: stop once this fraction of the starting MACs is removed.
         target_params_reduction: stop once this fraction of the starting parameters is removed.
+        max_step_macs_reduction: the largest fraction of the starting MACs one step may remove: the step ends at the
+            first channel (in rank order) that would take it past this budget, costed by
+            :func:`~monai_pruning.criteria.macs_per_channel` (a first-order estimate that the real saving never
+            exceeds). A fixed channel count costs few MACs while the ranking takes cheap deep channels, then a large
+            share at once when it reaches the expensive full-resolution ones; the budget keeps the late steps small
+            enough for fine-tuning to recover. None: no budget.
         tolerance: largest accepted metric drop below the baseline (metric units, e.g. 0.01 Dice); None: no check.
         recovery_validations: validations to wait, pruning paused, for a failed metric to come back within
             ``tolerance`` before the cuts are undone; 0 undoes them at the first failure.
@@ -122,7 +128,8 @@ class TaylorFOPruning(PruningHandlerBase):
 
         {"_target_": "monai_pruning.handlers.TaylorFOPruning", "validator": "@validate#evaluator",
          "prune_fraction": 0.02, "start_epoch": 10, "interval": 2, "score_batches": 32,
-         "target_macs_reduction": 0.7, "tolerance": 0.01, "output_dir": "$@output_dir + '/pruning'"}
+         "target_macs_reduction": 0.7, "max_step_macs_reduction": 0.05, "tolerance": 0.01,
+         "output_dir": "$@output_dir + '/pruning'"}
     """
 
     method = "taylorfo"
@@ -142,6 +149,7 @@ class TaylorFOPruning(PruningHandlerBase):
         macs_normalize: bool = False,
         target_macs_reduction: float | None = None,
         target_params_reduction: float | None = None,
+        max_step_macs_reduction: float | None = None,
         tolerance: float | None = 0.01,
         recovery_validations: int = 0,
         baseline_metric: float | None = None,
@@ -201,6 +209,7 @@ class TaylorFOPruning(PruningHandlerBase):
         self.macs_normalize = bool(macs_normalize)
         self.target_macs_reduction = _optional_fraction(target_macs_reduction, "target_macs_reduction")
         self.target_params_reduction = _optional_fraction(target_params_reduction, "target_params_reduction")
+        self.max_step_macs_reduction = _optional_fraction(max_step_macs_reduction, "max_step_macs_reduction")
         if tolerance is not None and (
             isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0
         ):
@@ -380,11 +389,18 @@ class TaylorFOPruning(PruningHandlerBase):
         if self.one_shot_steps is not None and not self.one_shot_done:
             self._one_shot(scores)
         count = self.prune_count or fraction_to_count(self.prune_fraction, int(self.reference["channels"]))
+        budget = {}
+        if self.max_step_macs_reduction is not None:
+            budget = {
+                "channel_costs": self.channel_macs(),
+                "max_cost": self.max_step_macs_reduction * self.reference["macs"],
+            }
         selection = select_global_lowest(
             scores,
             count,
             min_channels={group: self.removal_floor(group) for group in scores},
             unit_sizes={group: groups[group].unit for group in scores},
+            **budget,
         )
         removals = {group: idx for group, idx in selection.items() if idx}
         if not removals:

@@ -63,6 +63,30 @@ def test_infinite_scores_mark_channels_that_are_never_selected():
     assert select_global_lowest(scores, 5) == {"a": [1], "b": [2]}
 
 
+def test_a_cost_budget_ends_the_selection_at_the_first_unit_that_would_exceed_it():
+    scores = {"a": torch.tensor([0.1, 0.2, 0.9]), "b": torch.tensor([0.15, 0.3])}
+    costs = {"a": 1.0, "b": 10.0}
+    assert select_global_lowest(scores, 4) == {"a": [0, 1], "b": [0]}
+    # b's 0.15 would spend 11 of 2.5: the step ends there, a's cheap 0.2 ranks after it and is not taken either
+    assert select_global_lowest(scores, 4, channel_costs=costs, max_cost=2.5) == {"a": [0], "b": []}
+    assert select_global_lowest(scores, 4, channel_costs=costs, max_cost=11.0) == {"a": [0], "b": [0]}
+    assert select_global_lowest(scores, 4, channel_costs=costs, max_cost=12.0) == {"a": [0, 1], "b": [0]}
+
+
+def test_the_lowest_unit_is_taken_even_when_it_alone_exceeds_the_budget():
+    scores = {"a": torch.tensor([0.1, 0.2, 0.9]), "b": torch.tensor([0.15, 0.3])}
+    expected = {"a": [0], "b": []}
+    assert select_global_lowest(scores, 4, channel_costs={"a": 1.0, "b": 10.0}, max_cost=0.0) == expected
+    assert select_global_lowest(scores, 4, channel_costs={"a": 5.0, "b": 10.0}, max_cost=1.0) == expected
+
+
+def test_a_block_costs_its_size_times_the_cost_of_one_channel():
+    scores = {"a": torch.tensor([0.1, 0.1, 5.0, 5.0]), "b": torch.tensor([0.05, 0.3])}
+    kwargs = {"unit_sizes": {"a": 2}, "channel_costs": {"a": 1.0, "b": 0.5}}
+    assert select_global_lowest(scores, 4, max_cost=2.0, **kwargs) == {"a": [], "b": [0]}
+    assert select_global_lowest(scores, 4, max_cost=2.5, **kwargs) == {"a": [0, 1], "b": [0]}
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -70,6 +94,10 @@ def test_infinite_scores_mark_channels_that_are_never_selected():
         ({"num_to_remove": 1, "min_channels": 0}, ValueError, r"`min_channels` for group 'a' must be an int >= 1"),
         ({"num_to_remove": 1, "min_channels": {"z": 2}}, ValueError, r"`min_channels` names groups that have no"),
         ({"num_to_remove": 1, "unit_sizes": {"a": 4}}, ValueError, r"group 'a' has 6 channels, not a multiple"),
+        ({"num_to_remove": 1, "max_cost": -1.0, "channel_costs": {"a": 1.0}}, ValueError, r"`max_cost` must be a"),
+        ({"num_to_remove": 1, "max_cost": 1.0}, ValueError, r"`max_cost` needs `channel_costs`"),
+        ({"num_to_remove": 1, "max_cost": 1.0, "channel_costs": {"b": 1.0}}, ValueError, r"no cost for the groups"),
+        ({"num_to_remove": 1, "max_cost": 1.0, "channel_costs": {"a": -2.0}}, ValueError, r"must be >= 0 \(or are"),
     ],
 )
 def test_select_global_lowest_rejects_bad_arguments(kwargs, error, message):

@@ -437,6 +437,7 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
         ({"reduction": "mean"}, "`reduction` must be one of"),
         ({"gradient": "label"}, "`gradient` must be one of"),
         ({"target_macs_reduction": 1.5}, "`target_macs_reduction` must be a fraction"),
+        ({"max_step_macs_reduction": 0.0}, "`max_step_macs_reduction` must be a fraction"),
         ({"baseline_metric": 0.8}, "`baseline_metric` needs a `validator`"),
         ({"one_shot_steps": [0.1]}, "`one_shot_steps` needs a callable `one_shot_evaluate`"),
         ({"recovery_validations": -1}, "`recovery_validations` must be an int >= 0"),
@@ -475,3 +476,19 @@ def test_macs_normalize_spends_the_cut_on_the_channels_that_cost_the_most_macs()
             dearest = max(seen["widths"], key=seen["cost"].get)
             assert handler.history.rows[0]["widths"][dearest] == seen["widths"][dearest] - 4
     assert removed_macs[True] > 2 * removed_macs[False]
+
+
+def test_a_step_never_removes_more_than_its_share_of_the_starting_macs():
+    removed = {}
+    for budget in (None, 0.05):
+        net = _unet()
+        handler = TaylorFOPruning(
+            prune_count=30, example_shape=SHAPE, tolerance=None, macs_normalize=True, max_step_macs_reduction=budget
+        )
+        trainer = _trainer(net, [handler], epochs=2)
+        trainer.run()
+        reference = handler.reference["macs"]
+        macs = [reference] + [row["macs"] for row in handler.history.rows]
+        removed[budget] = [(before - after) / reference for before, after in zip(macs, macs[1:])]
+    assert min(removed[None]) > 0.1  # 30 channels at once: far more than the budget would allow
+    assert all(0 < share <= 0.05 for share in removed[0.05]), removed[0.05]
