@@ -134,6 +134,9 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
     epochs = [row["epoch"] for row in _history(root)["rows"]] if isinstance(_history(root), dict) else [
         row["epoch"] for row in _history(root)]
     assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
+    # the resumed run's checkpoint replaced the first run's (n_saved=1) instead of piling up beside it
+    assert [path.name for path in (root / "runs" / "checkpoints").glob("checkpoint_epoch=*.pt")] == [
+        "checkpoint_epoch=3.pt"]
 
     sauron_model = torch.load(root / "models" / "model.pt", weights_only=True)
     # tolerance 1: a two-epoch run on tiny phantoms has too noisy a Dice for the 0.01 stop rule (tested on its own
