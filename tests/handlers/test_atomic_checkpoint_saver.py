@@ -36,7 +36,8 @@ def test_a_resumed_run_keeps_n_saved_interval_checkpoints_instead_of_leaving_the
     assert _files(tmp_path) == ["checkpoint_epoch=3.pt"]
     _run(tmp_path, epochs=5, resume_from="checkpoint_epoch=3.pt")
     assert _files(tmp_path) == ["checkpoint_epoch=5.pt"]
-    assert torch.load(tmp_path / "checkpoint_epoch=5.pt", weights_only=True)["trainer"]["iteration"] == 5  # one iteration per epoch
+    resumed = torch.load(tmp_path / "checkpoint_epoch=5.pt", weights_only=True)
+    assert resumed["trainer"]["iteration"] == 5  # one iteration per epoch: the run went on from epoch 3
 
 
 def test_adoption_trims_to_n_saved_and_leaves_checkpoints_past_the_resumed_epoch_alone(tmp_path):
