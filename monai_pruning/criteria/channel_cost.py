@@ -11,12 +11,13 @@ arithmetic is.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from monai_pruning.engine import ChannelGraph
 
-__all__ = ["macs_per_channel", "cost_normalize"]
+__all__ = ["macs_per_channel", "cost_normalize", "checked_costs"]
 
 
 def macs_per_channel(graph: ChannelGraph, layer_macs: Mapping[str, int]) -> dict[str, float]:
@@ -59,6 +60,21 @@ def macs_per_channel(graph: ChannelGraph, layer_macs: Mapping[str, int]) -> dict
     return {name: share[name] / graph.groups[name].size if graph.groups[name].size else 0.0 for name in share}
 
 
+def checked_costs(scores: Mapping[str, Any], cost: Mapping[str, float], where: str) -> dict[str, float]:
+    """
+    Every scored group's cost of one channel, as a float; a group without a cost, or with a negative or NaN one, is
+    refused (``where`` names the caller in the message) rather than silently ranked.
+    """
+    missing = sorted(str(name) for name in scores if name not in cost)
+    if missing:
+        raise ValueError(f"{where}: no cost for the scored groups {missing}.")
+    costs = {name: float(cost[name]) for name in scores}
+    invalid = sorted(str(name) for name, value in costs.items() if not value >= 0)
+    if invalid:
+        raise ValueError(f"{where}: costs must be >= 0 (or are NaN) for the groups {invalid}.")
+    return costs
+
+
 def cost_normalize(scores: Mapping[str, torch.Tensor], cost: Mapping[str, float]) -> dict[str, torch.Tensor]:
     """
     Importance per unit of cost: each group's scores divided by the cost of one of its channels, itself relative to
@@ -75,16 +91,11 @@ def cost_normalize(scores: Mapping[str, torch.Tensor], cost: Mapping[str, float]
     Returns:
         A new dict with the same keys.
     """
-    missing = sorted(str(name) for name in scores if name not in cost)
-    if missing:
-        raise ValueError(f"cost_normalize: no cost for the scored groups {missing}.")
-    values = [float(cost[name]) for name in scores]
-    if any(value < 0 for value in values):
-        raise ValueError("cost_normalize: costs must be >= 0.")
-    positive = [value for value in values if value > 0]
+    costs = checked_costs(scores, cost, "cost_normalize")
+    positive = [value for value in costs.values() if value > 0]
     mean = sum(positive) / len(positive) if positive else 1.0
     normalized = {}
     for name, group_scores in scores.items():
-        relative = float(cost[name]) / mean
+        relative = costs[name] / mean
         normalized[name] = group_scores / relative if relative > 0 else torch.full_like(group_scores, float("inf"))
     return normalized

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from monai_pruning.criteria.channel_cost import checked_costs
+
 __all__ = [
     "REDUCTION_MODES",
     "normalize_output_gradient",
@@ -342,14 +344,7 @@ def _channel_costs(
         raise ValueError(f"{where}: `max_cost` must be a number >= 0 or None, got {max_cost!r}.")
     if not isinstance(channel_costs, Mapping):
         raise ValueError(f"{where}: `max_cost` needs `channel_costs`, a dict of group name -> cost of one channel.")
-    missing = sorted(str(name) for name in scores if name not in channel_costs)
-    if missing:
-        raise ValueError(f"{where}: `channel_costs` has no cost for the groups {missing}.")
-    costs = {name: float(channel_costs[name]) for name in scores}
-    negative = sorted(name for name, cost in costs.items() if not cost >= 0)
-    if negative:
-        raise ValueError(f"{where}: `channel_costs` must be >= 0 (or are NaN) for the groups {negative}.")
-    return costs
+    return checked_costs(scores, channel_costs, f"{where} (`channel_costs`)")
 
 
 def fraction_to_count(fraction: float, total: int) -> int:

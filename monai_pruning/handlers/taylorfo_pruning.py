@@ -384,15 +384,16 @@ class TaylorFOPruning(PruningHandlerBase):
             return {}
         groups = self.pruner.prunable_groups
         scores = {group: values for group, values in self.score(engine).items() if group in groups}
+        macs = self.channel_macs() if self.macs_normalize or self.max_step_macs_reduction is not None else None
         if self.macs_normalize:
-            scores = cost_normalize(scores, self.channel_macs())
+            scores = cost_normalize(scores, macs)
         if self.one_shot_steps is not None and not self.one_shot_done:
             self._one_shot(scores)
         count = self.prune_count or fraction_to_count(self.prune_fraction, int(self.reference["channels"]))
         budget = {}
         if self.max_step_macs_reduction is not None:
             budget = {
-                "channel_costs": self.channel_macs(),
+                "channel_costs": macs,
                 "max_cost": self.max_step_macs_reduction * self.reference["macs"],
             }
         selection = select_global_lowest(

@@ -97,5 +97,7 @@ def test_cost_normalize_never_prefers_a_group_that_saves_nothing_and_names_missi
         cost_normalize({"x": torch.ones(2)}, {})
     with pytest.raises(ValueError, match=">= 0"):
         cost_normalize({"x": torch.ones(2)}, {"x": -1.0})
+    with pytest.raises(ValueError, match="NaN\\) for the groups \\['x'\\]"):
+        cost_normalize({"x": torch.ones(2)}, {"x": float("nan")})
     with pytest.raises(TypeError, match="ChannelGraph"):
         macs_per_channel(object(), {})

@@ -96,7 +96,8 @@ def test_a_block_costs_its_size_times_the_cost_of_one_channel():
         ({"num_to_remove": 1, "unit_sizes": {"a": 4}}, ValueError, r"group 'a' has 6 channels, not a multiple"),
         ({"num_to_remove": 1, "max_cost": -1.0, "channel_costs": {"a": 1.0}}, ValueError, r"`max_cost` must be a"),
         ({"num_to_remove": 1, "max_cost": 1.0}, ValueError, r"`max_cost` needs `channel_costs`"),
-        ({"num_to_remove": 1, "max_cost": 1.0, "channel_costs": {"b": 1.0}}, ValueError, r"no cost for the groups"),
+        ({"num_to_remove": 1, "max_cost": 1.0, "channel_costs": {"b": 1.0}}, ValueError,
+         r"`channel_costs`\): no cost for the scored groups \['a'\]"),
         ({"num_to_remove": 1, "max_cost": 1.0, "channel_costs": {"a": -2.0}}, ValueError, r"must be >= 0 \(or are"),
     ],
 )
