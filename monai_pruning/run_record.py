@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+import torch.distributed as dist
 from monai.bundle import ConfigParser
 
+from monai_pruning.distributed import rank
 from monai_pruning.report.atomic_file import atomic_write_text
 
 __all__ = ["record_run", "config_from_argv"]
@@ -64,7 +66,8 @@ def record_run(output_dir: str, seed: int, argv: Sequence[str] | None = None) ->
     """Write ``<output_dir>/run_record.json``: seed, time, command line, package versions and the merged config.
 
     Called from a bundle's ``initialize`` list; returns the path written.  The data split is saved beside it by
-    :func:`monai_pruning.data.prepare_task_data` (``split.json``).
+    :func:`monai_pruning.data.prepare_task_data` (``split.json``).  Under ``torchrun`` only rank 0 writes it (every
+    rank runs the same command and config) and ``world_size`` says how many processes trained.
     """
     argv = list(sys.argv if argv is None else argv)
     record = {
@@ -76,7 +79,9 @@ def record_run(output_dir: str, seed: int, argv: Sequence[str] | None = None) ->
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in _PACKAGES},
         "config": config_from_argv(argv[1:]),
+        "world_size": dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1,
     }
     path = os.path.join(output_dir, "run_record.json")
-    atomic_write_text(path, json.dumps(record, indent=2, default=str))
+    if rank() == 0:
+        atomic_write_text(path, json.dumps(record, indent=2, default=str))
     return path

@@ -313,6 +313,22 @@ class DeltaPruneAccumulator:
             self._score_sum = self._score_sum + batch_scores.to(self._score_sum.device)
         self._num_samples += features.shape[0]
 
+    def totals(self) -> tuple[torch.Tensor | None, int]:
+        """The window's sum of per-sample delta_prune ``(C,)`` (None before any update) and its number of samples."""
+        return self._score_sum, self._num_samples
+
+    def load_totals(self, total: torch.Tensor, num_samples: int) -> None:
+        """
+        Replace the window's sum and sample count, e.g. by their sums over the ranks of a distributed run (whose
+        generators draw the same reference): :meth:`compute` then averages over every rank's samples.
+        """
+        if self._reference is None or total.shape[0] != self._channels:
+            raise ValueError(
+                f"DeltaPruneAccumulator.load_totals: got {total.shape[0]} channels for a window of "
+                f"{self._channels} channels (reference {self._reference})."
+            )
+        self._score_sum, self._num_samples = total.detach().clone(), int(num_samples)
+
     def compute(self) -> tuple[torch.Tensor, int]:
         """Return the (C,) per-sample mean of delta_prune over the window and the window's reference channel."""
         if self._score_sum is None or self._reference is None:

@@ -210,6 +210,21 @@ class TaylorAccumulator:
             self._total = self._total + batch_total.to(self._total.device)
         self._num_samples += contributions.shape[0]
 
+    def totals(self) -> tuple[torch.Tensor | None, int]:
+        """The running sum ``(C,)`` (signed for ``"signed"``, None before any update) and the number of samples."""
+        return self._total, self._num_samples
+
+    def load_totals(self, total: torch.Tensor, num_samples: int) -> None:
+        """
+        Replace the running sum and sample count, e.g. by their sums over the ranks of a distributed run: the sums
+        add up exactly, so :meth:`compute` then equals the importance over every rank's samples.
+        """
+        if self._total is not None and total.shape != self._total.shape:
+            raise ValueError(
+                f"TaylorAccumulator.load_totals: got {total.shape[0]} channels, accumulated {self._total.shape[0]}."
+            )
+        self._total, self._num_samples = total.detach().clone(), int(num_samples)
+
     def compute(self) -> torch.Tensor:
         """(C,) importance of the channels over every sample since the last reset."""
         if self._total is None:

@@ -17,6 +17,7 @@ from monai_pruning.data.file_checks import CHECK_CACHE_NAME, check_cases
 from monai_pruning.data.file_pairing import summarise_names
 from monai_pruning.data.layouts import LAYOUTS, TASK_DEMO_LAYOUT, TASK_LAYOUTS, detect_layout, layout_for
 from monai_pruning.data.splits import SPLIT_FILE_NAME, SPLIT_NAMES, check_fractions, load_split, save_split, split_cases
+from monai_pruning.distributed import rank_zero_first
 
 __all__ = ["prepare_task_data"]
 
@@ -123,6 +124,9 @@ def prepare_task_data(
     training on phantoms. They are written in the task's real layout (polyp: Kvasir-SEG, kidney: KiTS, brain: MSD) and
     read back by the same reader as real data; whenever the data are phantoms a loud warning is logged.
 
+    In a ``torch.distributed`` process group (``torchrun``, ``multi_gpu_train.json``) every rank must call it: rank 0
+    writes the phantoms, the check cache and the split first, the others wait for it and then read them.
+
     Args:
         task: "polyp" (2-D endoscopy), "kidney" (3-D CT) or "brain" (3-D MR).
         dataset_dir: the dataset folder, as distributed (see :mod:`monai_pruning.data` for the accepted layouts).
@@ -149,54 +153,57 @@ def prepare_task_data(
             dataset (naming the layouts looked for), unpaired images or masks, unreadable files, image/mask shape
             mismatches, label values outside the layout's set, an empty split, or a saved split naming missing cases.
     """
-    _check_arguments(task, layout, seed, demo_cases)
-    fractions = (val_fraction, test_fraction)
-    check_fractions(*fractions)
-    root = _as_path(dataset_dir, "dataset_dir")
-    demo = _as_path(demo_dir, "demo_dir") if demo_dir is not None else None
-    output = _as_path(output_dir, "output_dir") if output_dir is not None else None
+    # under torchrun every rank calls this: rank 0 writes the phantoms, the file check cache and the split, then
+    # the other ranks read them (and raise the same one-line error if rank 0 did)
+    with rank_zero_first():
+        _check_arguments(task, layout, seed, demo_cases)
+        fractions = (val_fraction, test_fraction)
+        check_fractions(*fractions)
+        root = _as_path(dataset_dir, "dataset_dir")
+        demo = _as_path(demo_dir, "demo_dir") if demo_dir is not None else None
+        output = _as_path(output_dir, "output_dir") if output_dir is not None else None
 
-    if demo is not None and root == demo:
-        _provide_demo(task, root, layout, demo_cases, seed)
-    if not root.exists():
-        hint = f" (demo phantoms are written only to demo_dir {demo})" if demo is not None else ""
-        raise DatasetError(f"dataset_dir does not exist: {root}{hint}")
-    if not root.is_dir():
-        raise DatasetError(f"dataset_dir is not a folder: {root}")
+        if demo is not None and root == demo:
+            _provide_demo(task, root, layout, demo_cases, seed)
+        if not root.exists():
+            hint = f" (demo phantoms are written only to demo_dir {demo})" if demo is not None else ""
+            raise DatasetError(f"dataset_dir does not exist: {root}{hint}")
+        if not root.is_dir():
+            raise DatasetError(f"dataset_dir is not a folder: {root}")
 
-    if layout == "auto":
-        found = detect_layout(task, root)
-        if found is None:
-            looked_for = "; ".join(LAYOUTS[name].title for name in TASK_LAYOUTS[task])
-            raise DatasetError(f"no {task} dataset in {root}: looked for {looked_for}")
-        layout = found
-    spec = LAYOUTS[layout]
-    items = spec.read(root)
-    labels, modality, checked = dict(spec.labels), dict(spec.modality), spec.checked_values
-    if layout == "msd":
-        meta = read_msd_metadata(root)
-        labels, modality = meta["labels"], meta["modality"]
-        checked = frozenset(int(key) for key in labels)
-    # The marker sits in the folder the phantoms were written to; dataset_dir may be that folder's parent.
-    synthetic = is_phantom_dataset(root) or is_phantom_dataset(Path(items[0]["image"]).parents[1])
-    if synthetic:
-        _warn_synthetic(task, root)
+        if layout == "auto":
+            found = detect_layout(task, root)
+            if found is None:
+                looked_for = "; ".join(LAYOUTS[name].title for name in TASK_LAYOUTS[task])
+                raise DatasetError(f"no {task} dataset in {root}: looked for {looked_for}")
+            layout = found
+        spec = LAYOUTS[layout]
+        items = spec.read(root)
+        labels, modality, checked = dict(spec.labels), dict(spec.modality), spec.checked_values
+        if layout == "msd":
+            meta = read_msd_metadata(root)
+            labels, modality = meta["labels"], meta["modality"]
+            checked = frozenset(int(key) for key in labels)
+        # The marker sits in the folder the phantoms were written to; dataset_dir may be that folder's parent.
+        synthetic = is_phantom_dataset(root) or is_phantom_dataset(Path(items[0]["image"]).parents[1])
+        if synthetic:
+            _warn_synthetic(task, root)
 
-    if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-    check_cases(items, checked, output / CHECK_CACHE_NAME if output is not None else None)
-    details = {"task": task, "layout": layout, "dataset_dir": str(root)}
-    split, reused = _split(items, output, int(seed), fractions, details)
-    by_case = {item["case"]: item for item in items}
-    result: dict = {name: [dict(by_case[case]) for case in split[name]] for name in SPLIT_NAMES}
-    result["info"] = {
-        **details,
-        "synthetic": bool(synthetic),
-        "num_cases": len(items),
-        "modality": modality,
-        "labels": labels,
-        "seed": int(seed),
-        "split_file": str(output / SPLIT_FILE_NAME) if output is not None else None,
-        "split_reused": reused,
-    }
-    return result
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+        check_cases(items, checked, output / CHECK_CACHE_NAME if output is not None else None)
+        details = {"task": task, "layout": layout, "dataset_dir": str(root)}
+        split, reused = _split(items, output, int(seed), fractions, details)
+        by_case = {item["case"]: item for item in items}
+        result: dict = {name: [dict(by_case[case]) for case in split[name]] for name in SPLIT_NAMES}
+        result["info"] = {
+            **details,
+            "synthetic": bool(synthetic),
+            "num_cases": len(items),
+            "modality": modality,
+            "labels": labels,
+            "seed": int(seed),
+            "split_file": str(output / SPLIT_FILE_NAME) if output is not None else None,
+            "split_reused": reused,
+        }
+        return result

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from monai_pruning.distributed import unwrap_network
 from monai_pruning.engine.optimizer_state import follow_parameter_slices
 from monai_pruning.engine.surgery import ParameterSlice
 
@@ -132,7 +133,9 @@ class PruningRecord:
     the model in ``save_dict`` and ``load_dict``: Ignite loads objects in dictionary order.
 
     Args:
-        network: the network whose widths are recorded and restored (the same object the trainer uses).
+        network: the network whose widths are recorded and restored (the same object the trainer uses); a
+            ``DistributedDataParallel`` / ``DataParallel`` wrapper stands for the network inside it, so the record
+            names the same modules as a single-process one (and as Ignite's checkpoints, which save ``.module``).
         optimizer: optional optimizer to keep attached when a loaded record reshapes the network.
     """
 
@@ -141,7 +144,7 @@ class PruningRecord:
         self.optimizer = optimizer
 
     def state_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "modules": module_widths(self.network)}
+        return {"format_version": FORMAT_VERSION, "modules": module_widths(unwrap_network(self.network))}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not isinstance(state_dict, dict) or "modules" not in state_dict:
@@ -149,12 +152,13 @@ class PruningRecord:
         version = state_dict.get("format_version")
         if version != FORMAT_VERSION:
             raise PruningRecordError(f"pruning record format {version} is not supported (expected {FORMAT_VERSION})")
-        slices = resize_to_widths(self.network, state_dict["modules"])
+        slices = resize_to_widths(unwrap_network(self.network), state_dict["modules"])
         if self.optimizer is not None and slices:
             follow_parameter_slices(self.optimizer, slices)
 
     def __repr__(self) -> str:
-        return f"PruningRecord({type(self.network).__name__}, {len(module_widths(self.network))} modules)"
+        network = unwrap_network(self.network)
+        return f"PruningRecord({type(network).__name__}, {len(module_widths(network))} modules)"
 
 
 def load_pruned_network(

@@ -14,6 +14,14 @@ here, written once:
 - ``state_dict()`` holds only plain data and tensors, loadable with ``torch.load(weights_only=True)``, so the handler
   sits in the ``CheckpointSaver`` ``save_dict`` and a killed run resumes exactly.
 
+Under ``torchrun`` with the trainer's network in ``DistributedDataParallel`` (DESIGN.md, decision 7; the bundles'
+``configs/multi_gpu_train.json``): the statistics behind a cut are summed over the ranks, rank 0 decides and its
+decision (channels, validation metric, method state) reaches every rank as plain data, every rank applies the same
+cut, and the trainer's (and the validator's, when it holds the same wrapper) ``DistributedDataParallel`` is built
+again around the pruned network, with the same settings. Files, TensorBoard, the best checkpoint and info logs come
+from rank 0 only. Keep the plain network (not the wrapper) in ``CheckpointSaver``/``PruningRecord``: Ignite saves
+``.module`` of a wrapper anyway, and the stale wrapper would keep the unpruned network's gradient buckets alive.
+
 Handler order in ``train_handlers``: list the pruning handler AFTER ``ValidationHandler`` (so the metric of epoch k is
 known when pruning at epoch k, and the evaluator, which shares the network object, sees the pruned network from
 epoch k + 1), and BEFORE ``CheckpointSaver`` and ``StatsHandler`` (so the checkpoint and the printed ``params`` /
@@ -35,8 +43,9 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
-from monai_pruning.engine import ChannelPruner, PruningRecord
 from monai_pruning.criteria.channel_cost import macs_per_channel
+from monai_pruning.distributed import broadcast_plain, is_distributed, rank, rewrap, sum_over_ranks, unwrap_network
+from monai_pruning.engine import ChannelPruner, PruningRecord
 from monai_pruning.measure import Complexity, count_parameters, macs_by_layer
 from monai_pruning.report import PruningHistory, plot_channel_history, write_scalars
 from monai_pruning.report.atomic_file import atomic_write_bytes
@@ -59,6 +68,13 @@ CHANNELS_PNG = "channels.png"
 
 class PruningHandlerError(ValueError):
     """A pruning handler is misconfigured or attached to an engine it cannot work with."""
+
+
+class _WarningsOnly(logging.LoggerAdapter):
+    """The handler's logger on ranks other than 0: every rank makes the same cuts, so rank 0 alone reports them."""
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
 
 
 @contextlib.contextmanager
@@ -179,6 +195,8 @@ class PruningHandlerBase:
         """Register the handler's callbacks on the trainer; subclasses add their own events."""
         if self._name is None:
             self.logger = engine.logger
+        if rank() != 0 and not isinstance(self.logger, _WarningsOnly):
+            self.logger = _WarningsOnly(self.logger, {})
         engine.add_event_handler(Events.ITERATION_STARTED, self._ensure_pruner)
         engine.add_event_handler(Events.COMPLETED, self._completed)
 
@@ -192,16 +210,19 @@ class PruningHandlerBase:
                     f"{type(self).__name__} must be attached to a MONAI SupervisedTrainer "
                     f"(the engine has no `{attribute}`)."
                 )
-        network = engine.network
-        if isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        if isinstance(engine.network, nn.DataParallel):
             raise PruningHandlerError(
-                f"{type(self).__name__}: the trainer's network is wrapped in {type(network).__name__}; pruning runs "
-                "on one device only (prune first, then fine-tune with multi_gpu_train.json)."
+                f"{type(self).__name__}: the trainer's network is wrapped in DataParallel, whose per-forward replicas "
+                "the pruner cannot follow; use DistributedDataParallel under torchrun (multi_gpu_train.json)."
             )
+        network = unwrap_network(engine.network)
         if self.example_shape is None:
             self.example_shape = self._shape_from_batch(engine)
         with preserved_rng(network):
             self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
+        # a CheckpointLoader (resume, or a pruned checkpoint to start from) may have reshaped the network inside a
+        # wrapper built for the unpruned widths
+        self._rewrap(engine)
         self._cost = self._layer_macs = None
         if not self.pruner.prunable_groups:
             self.logger.warning(f"{type(self).__name__}: {type(network).__name__} has no prunable channel group.")
@@ -225,6 +246,61 @@ class PruningHandlerBase:
 
     def _pruner_ready(self, engine: Engine) -> None:
         """Hook for subclasses: the pruner was (re)built; register feature taps, accumulators."""
+
+    def _rewrap(self, engine: Engine) -> None:
+        """Give the trainer (and a validator sharing it) a new DistributedDataParallel around the reshaped network."""
+        wrapper = engine.network
+        if not isinstance(wrapper, nn.parallel.DistributedDataParallel):
+            return
+        engine.network = rewrap(wrapper)
+        if self.validator is not None and getattr(self.validator, "network", None) is wrapper:
+            self.validator.network = engine.network
+
+    def agree(self, decision: Any) -> Any:
+        """Rank 0's ``decision`` (plain JSON data) on every rank; ``decision`` itself in a single process."""
+        return broadcast_plain(decision)
+
+    def sum_accumulators(self, accumulators: Mapping[str, Any]) -> None:
+        """
+        Make every group's score accumulator hold the samples of all ranks (one collective for all groups; a no-op
+        in a single process). Every rank must call it with the same groups; a group a rank has not scored counts as
+        zero samples there. Accumulators with a ``reference`` (delta_prune) must have drawn the same one on every
+        rank; otherwise every rank raises the same error.
+        """
+        if not is_distributed() or not accumulators:
+            return
+        widths = self.pruner.widths()
+        parts = []
+        for group, accumulator in accumulators.items():
+            total, count = accumulator.totals()
+            reference = getattr(accumulator, "reference", None)
+            if total is None:
+                local = torch.zeros(widths[group], dtype=torch.float64)
+            else:
+                local = total.detach().as_subclass(torch.Tensor).to("cpu", torch.float64)  # no MetaTensor meta
+            ref = -1.0 if reference is None else float(reference)
+            parts.append(torch.cat([local, torch.tensor([float(count), ref, ref * ref, 1.0], dtype=torch.float64)]))
+        summed = sum_over_ranks(torch.cat(parts))
+        start = 0
+        for (group, accumulator), part in zip(accumulators.items(), parts):
+            values = summed[start:start + part.numel()]
+            start += part.numel()
+            total, (count, ref_sum, ref_sq_sum, ranks) = values[:-4], values[-4:].tolist()
+            if hasattr(accumulator, "reference") and abs(ref_sq_sum * ranks - ref_sum * ref_sum) > 0.5:
+                raise PruningHandlerError(
+                    f"{type(self).__name__}: the ranks scored group {group!r} against different reference channels "
+                    "(or some ranks scored no batch); give every rank's handler the same `seed` and as many batches "
+                    "(DistributedSampler with even_divisible=True)."
+                )
+            if count > 0:
+                old, _ = accumulator.totals()
+                like = old if old is not None else torch.zeros(0)
+                accumulator.load_totals(total.to(like.device, like.dtype), int(round(count)))
+
+    @staticmethod
+    def writes_files() -> bool:
+        """Whether this process writes records, plots and checkpoints: rank 0 (or the only process)."""
+        return rank() == 0
 
     def _completed(self, engine: Engine) -> None:
         """Training ended: remove hooks, close a writer we opened; a further run rebuilds the pruner."""
@@ -280,7 +356,9 @@ class PruningHandlerBase:
                 f"{type(self).__name__}: validator metric {name!r} not found; it has {sorted(state.metrics)}."
             )
         value = _plain_number(state.metrics[name])
-        return float(value) if value is not None and math.isfinite(value) else None
+        # MONAI's metrics are gathered over the ranks already; rank 0's value is taken so that every rank follows
+        # the same branch (accept, pause, roll back) whatever the last bits of a float
+        return self.agree(float(value) if value is not None and math.isfinite(value) else None)
 
     def _better(self, value: float, than: float | None) -> bool:
         if than is None:
@@ -298,16 +376,19 @@ class PruningHandlerBase:
         self.cuts += 1
         self._cost = self._layer_macs = None
         self.best_since_cut = None
+        self._rewrap(engine)
         self._pruner_ready(engine)
         return removed
 
     def rebuild(self, engine: Engine) -> None:
         """Re-trace the network after it was reshaped by other means (a restored snapshot)."""
         self._release_hooks()
-        with preserved_rng(engine.network):
-            self.pruner = ChannelPruner(engine.network, self.example_shape, min_channels=self.min_channels)
+        network = unwrap_network(engine.network)
+        with preserved_rng(network):
+            self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
         self._cost = self._layer_macs = None
         self.best_since_cut = None
+        self._rewrap(engine)
         self._pruner_ready(engine)
 
     def removal_floor(self, group: str) -> int:
@@ -320,9 +401,10 @@ class PruningHandlerBase:
         if metric is None or not self._better(metric, self.best_since_cut):
             return
         self.best_since_cut = metric
-        if self.best_checkpoint is None:
+        if self.best_checkpoint is None or not self.writes_files():
             return
-        content = {"pruning": PruningRecord(engine.network).state_dict(), "model": engine.network.state_dict()}
+        network = self.pruner.network
+        content = {"pruning": PruningRecord(network).state_dict(), "model": network.state_dict()}
         buffer = io.BytesIO()
         torch.save(content, buffer)
         destination = atomic_write_bytes(self.best_checkpoint, buffer.getvalue(), where=type(self).__name__)
@@ -370,7 +452,7 @@ class PruningHandlerBase:
         return "recorded"
 
     def _write_files(self) -> None:
-        if self.output_dir is None:
+        if self.output_dir is None or not self.writes_files():
             return
         self.history.write_json(self.output_dir / HISTORY_JSON)
         self.history.write_csv(self.output_dir / HISTORY_CSV)
@@ -379,6 +461,8 @@ class PruningHandlerBase:
             plot_channel_history(self.history, self.output_dir / CHANNELS_PNG, title=title)
 
     def _write_tensorboard(self, row: Mapping[str, Any]) -> None:
+        if not self.writes_files():
+            return
         if self.summary_writer is None and self.tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -17,6 +17,7 @@ from monai.engines import IterationEvents
 from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 
 from monai_pruning.criteria import DeltaPruneAccumulator, ThresholdSchedule, channels_to_cut, delta_opt_penalty
+from monai_pruning.distributed import is_distributed, sum_over_ranks
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.pruning_base import (
     PruningHandlerBase,
@@ -56,7 +57,9 @@ class SauronPruning(PruningHandlerBase):
       state. One history row per epoch: widths and tau per group, MACs, parameters, epoch time, losses, metric.
 
     See :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint, the
-    handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``) and resuming.
+    handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``), resuming, and
+    ``DistributedDataParallel`` (the losses and delta_prune windows are summed over the ranks; ``score_batches``
+    counts each rank's batches).
 
     Args:
         lam: weight lambda of the delta_opt regulariser (0: "Sauron (lambda=0)" ablation, the term is only logged).
@@ -156,7 +159,7 @@ class SauronPruning(PruningHandlerBase):
     def _pruner_ready(self, engine: Engine) -> None:
         taps = {g: t for g, t in self.pruner.graph.consumer_taps().items() if g in self.pruner.prunable_groups}
         if self.taps is None:
-            self.taps = FeatureTaps(engine.network, taps, first_only=True, gradients=False)
+            self.taps = FeatureTaps(self.pruner.network, taps, first_only=True, gradients=False)
         else:
             self.taps.set_taps(taps)
         self.accumulators = {group: DeltaPruneAccumulator(self.generator) for group in self.taps.groups}
@@ -220,6 +223,7 @@ class SauronPruning(PruningHandlerBase):
         if metric is not None:
             self.val_metrics.append(metric)
             self.maybe_save_best(engine, metric)
+        self._sum_over_ranks()
         batches = self._epoch_sums["batches"]
         seg_loss = self._epoch_sums["seg_loss"] / batches if batches else None
         penalty = self._epoch_sums["penalty"] / batches if batches else None
@@ -245,6 +249,8 @@ class SauronPruning(PruningHandlerBase):
                 chosen = [c for c in chosen if all(b in picked for b in range(c - c % unit, c - c % unit + unit))]
             if chosen:
                 removals[group] = chosen
+        if is_distributed():
+            removals, thresholds = self._agree_with_rank_zero(removals)
         removed = self.cut(engine, removals) if removals else {}
         if not removals:
             self._reset_accumulators()
@@ -264,6 +270,35 @@ class SauronPruning(PruningHandlerBase):
                 "removed": {group: int(removed.get(group, 0)) for group in widths},
             },
         )
+
+    def _sum_over_ranks(self) -> None:
+        """Distributed: the epoch's losses and the delta_prune windows over every rank's batches."""
+        if not is_distributed():
+            return
+        self.sum_accumulators({group: self.accumulators[group] for group in self.taps.groups})
+        sums = self._epoch_sums
+        local = torch.tensor([sums["seg_loss"], sums["penalty"], sums["batches"]], dtype=torch.float64)
+        seg_loss, penalty, batches = sum_over_ranks(local).tolist()
+        self._epoch_sums = {"seg_loss": seg_loss, "penalty": penalty, "batches": int(round(batches))}
+
+    def _agree_with_rank_zero(self, removals: dict[str, list[int]]) -> tuple[dict[str, list[int]], dict[str, float]]:
+        """
+        Rank 0's cut and schedule on every rank. The ranks computed them from the same summed statistics, so they
+        should agree anyway; taking rank 0's makes sure a difference in the last bit of a sum cannot give the ranks
+        different networks (or checkpoints that depend on which rank wrote them).
+        """
+        agreed = self.agree(
+            {
+                "removals": removals,
+                "schedule": self.schedule.state_dict(),
+                "generator": generator_state(self.generator),
+                "train_losses": self.train_losses,
+            }
+        )
+        self.schedule.load_state_dict(agreed["schedule"])
+        set_generator_state(self.generator, agreed["generator"], "SauronPruning (rank 0's generator)")
+        self.train_losses = [float(v) for v in agreed["train_losses"]]
+        return {group: [int(c) for c in idx] for group, idx in agreed["removals"].items()}, self.schedule.thresholds
 
     def _reset_accumulators(self) -> None:
         """New scoring window without a cut: fresh references are drawn next epoch."""

@@ -22,6 +22,7 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_pruning.criteria import REDUCTION_MODES, cost_normalize, fraction_to_count, select_global_lowest
+from monai_pruning.distributed import is_distributed
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import curve_from_scores
@@ -87,8 +88,10 @@ class TaylorFOPruning(PruningHandlerBase):
     validation result to use as baseline. The best checkpoint is never written from a validation that failed.
 
     One history row per epoch (phase, steps, channels removed, metric, widths, MACs, parameters, epoch time); see
-    :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint and the
-    handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``).
+    :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint, the
+    handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``) and
+    ``DistributedDataParallel`` (scores summed over the ranks before ranking; ``score_batches`` counts each rank's
+    batches; the scoring passes use the network inside the wrapper, so they never synchronise gradients).
 
     Args:
         prune_count: channels removed per step; when given it takes precedence over ``prune_fraction``.
@@ -258,7 +261,7 @@ class TaylorFOPruning(PruningHandlerBase):
     def _pruner_ready(self, engine: Engine) -> None:
         taps = {g: t for g, t in self.pruner.graph.consumer_taps().items() if g in self.pruner.prunable_groups}
         if self.taps is None:
-            self.taps = FeatureTaps(engine.network, taps, first_only=False, gradients=True)
+            self.taps = FeatureTaps(self.pruner.network, taps, first_only=False, gradients=True)
         else:
             self.taps.set_taps(taps)
 
@@ -404,6 +407,8 @@ class TaylorFOPruning(PruningHandlerBase):
             **budget,
         )
         removals = {group: idx for group, idx in selection.items() if idx}
+        if is_distributed():  # the ranks ranked the same summed scores; rank 0's choice is the one applied
+            removals = {group: [int(c) for c in idx] for group, idx in self.agree(removals).items()}
         if not removals:
             self._stop("exhausted")
             return {}
@@ -428,7 +433,7 @@ class TaylorFOPruning(PruningHandlerBase):
                 "TaylorFOPruning: iteration-level scoring cannot open a second pass over a DataLoader with "
                 "persistent_workers=True; use epoch_level=True or persistent_workers=False."
             )
-        network = engine.network
+        network = self.pruner.network  # not a DistributedDataParallel wrapper: these passes must not sync gradients
         with preserved_rng(network):
             batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
             prepared = (
@@ -447,6 +452,7 @@ class TaylorFOPruning(PruningHandlerBase):
                 layerwise_normalize=self.layerwise_normalize,
                 generator=self.generator,
                 autocast=(getattr(engine, "amp_kwargs", None) or {}) if getattr(engine, "amp", False) else None,
+                merge=self.sum_accumulators,
             )
 
     def _one_shot(self, scores: Mapping[str, torch.Tensor]) -> None:
@@ -457,7 +463,7 @@ class TaylorFOPruning(PruningHandlerBase):
             self.one_shot_evaluate,
             self.example_shape,
             self.one_shot_steps,
-            output_dir=self.output_dir,
+            output_dir=self.output_dir if self.writes_files() else None,
             min_channels=self.min_channels,
             metric_name=self._metric_label(),
         )
@@ -466,9 +472,10 @@ class TaylorFOPruning(PruningHandlerBase):
     # --- snapshot and rollback ----------------------------------------------------------------------------------
     def _take_snapshot(self, engine: Engine) -> dict[str, Any]:
         """Everything a rollback needs, as plain data and CPU tensors (they also go into ``state_dict()``)."""
+        network = self.pruner.network
         return {
-            "record": PruningRecord(engine.network).state_dict(),
-            "model": {k: v.detach().to("cpu", copy=True) for k, v in engine.network.state_dict().items()},
+            "record": PruningRecord(network).state_dict(),
+            "model": {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()},
             "optimizer": copy.deepcopy(engine.optimizer.state_dict()),
             "cuts": self.cuts,
             "steps": self.steps,
@@ -478,8 +485,9 @@ class TaylorFOPruning(PruningHandlerBase):
         """Reshape the network back, load its weights and optimizer state; keep the current learning rates."""
         optimizer = engine.optimizer
         hyper = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-        PruningRecord(engine.network, optimizer).load_state_dict(snapshot["record"])
-        engine.network.load_state_dict(snapshot["model"])
+        network = self.pruner.network
+        PruningRecord(network, optimizer).load_state_dict(snapshot["record"])
+        network.load_state_dict(snapshot["model"])
         optimizer.load_state_dict(snapshot["optimizer"])
         for group, values in zip(optimizer.param_groups, hyper):
             group.update(values)

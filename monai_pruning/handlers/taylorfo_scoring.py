@@ -77,6 +77,7 @@ def score_channels(
     layerwise_normalize: bool = False,
     generator: torch.Generator | None = None,
     autocast: Mapping[str, Any] | None = None,
+    merge: Callable[[Mapping[str, TaylorAccumulator]], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """
     TaylorFO importance ``(C,)`` per group over ``batches``.
@@ -95,6 +96,9 @@ def score_channels(
             device).
         autocast: keyword arguments for ``torch.autocast("cuda")`` (AMP, CUDA inputs only, like MONAI's trainer),
             or None to run in full precision.
+        merge: called with the accumulators (``{group: TaylorAccumulator}``) before the scores are computed, e.g.
+            :meth:`~monai_pruning.handlers.PruningHandlerBase.sum_accumulators` to score over every rank's batches
+            in a distributed run (the sums add up exactly; the ``"signed"`` absolute value comes after).
 
     Returns:
         ``{group: (C,) scores}`` for the groups whose channels received a gradient, in loss units (unitless after
@@ -150,5 +154,7 @@ def score_channels(
             batches_seen += 1
     if batches_seen == 0:
         raise ValueError("score_channels: no batch to score on (empty data loader or score_batches=0).")
+    if merge is not None:
+        merge(accumulators)
     scores = {group: acc.compute() for group, acc in accumulators.items() if acc.num_samples > 0}
     return layerwise_l2_normalize(scores) if layerwise_normalize else scores

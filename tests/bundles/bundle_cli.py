@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,19 @@ def monai_bundle(root: Path, *args: str, timeout: float = 600) -> subprocess.Com
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
         raise AssertionError(f"monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{tail}")
+    return result
+
+
+def torchrun_bundle(root: Path, nproc: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node <nproc> -m monai.bundle <args>`` (gloo on the CPU) in the bundle folder."""
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
+         "monai.bundle", *args],
+        cwd=root, capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+        raise AssertionError(f"torchrun monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{tail}")
     return result
 
 

@@ -16,6 +16,7 @@ from bundle_cli import (
     copy_bundle,
     export_pruned_torchscript,
     monai_bundle,
+    torchrun_bundle,
     verify_metadata_and_network,
 )
 
@@ -156,3 +157,37 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
                  str(root / "data" / "demo" / "images"), "--output_dir", str(out), "--roi_size", "[64,64]",
                  "--network_def#filters", str(filters).replace(" ", ""))
     assert len(list(out.glob("*_mask.png"))) == 10
+
+
+def test_multi_gpu_overlay_prunes_resumes_and_fine_tunes_with_two_processes(tmp_path):
+    """torchrun with two CPU processes (gloo): the DDP path a multi-GPU machine takes, with the same overlay."""
+    from monai_pruning.engine import load_pruned_network
+    from monai.networks.nets import DynUNet
+
+    root = copy_bundle(NAME, tmp_path)
+    tiny = TINY[2:]
+    sauron = ["--config_file", configs("train.json", "prune_sauron.json", "multi_gpu_train.json"),
+              "--sauron#tau_start", "0.5", "--sauron#tau_max", "0.6", *tiny]
+    result = torchrun_bundle(root, 2, "run", *sauron, "--num_epochs", "2")
+    assert result.stdout.count("SauronPruning epoch 2:") == 1  # rank 0 alone reports
+    rows = _history(root)
+    assert [row["epoch"] for row in rows] == [1, 2] and sum(row["removed_now"] for row in rows) > 0
+    record = json.loads((root / "runs" / "run_record.json").read_text())
+    assert record["world_size"] == 2
+    # killed and restarted: both ranks rebuild the pruned architecture from the checkpoint and continue
+    result = torchrun_bundle(root, 2, "run", *sauron, "--num_epochs", "3", "--resume", "true")
+    assert "resuming from iteration" in result.stdout + result.stderr
+    assert [row["epoch"] for row in _history(root)] == [1, 2, 3]
+    sauron_widths = _history(root)[-1]["widths"]
+    assert sum(_history(root)[1]["widths"].values()) >= sum(sauron_widths.values())
+    # TaylorFO from that (pruned) model, on two ranks
+    torchrun_bundle(root, 2, "run", "--config_file", configs("train.json", "prune_taylorfo.json",
+                    "multi_gpu_train.json"), "--num_epochs", "2", "--taylorfo#prune_fraction", "0.2",
+                    "--taylorfo#tolerance", "1.0", *tiny)
+    assert sum(_history(root)[-1]["widths"].values()) < sum(sauron_widths.values())
+    # the checkpoint names the network's own modules (no DDP "module." prefix): inference loads it as usual
+    network = DynUNet(2, 3, 2, [3] * 5, [1, 2, 2, 2, 2], [2] * 4, filters=[4, 8, 8, 16, 16], norm_name="instance",
+                      act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}))
+    unpruned = sum(p.numel() for p in network.parameters())
+    load_pruned_network(network, root / "models" / "model.pt")
+    assert sum(p.numel() for p in network.parameters()) < unpruned

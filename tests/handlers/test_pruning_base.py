@@ -67,10 +67,10 @@ def test_pruner_is_built_lazily_from_the_first_batch_shape_and_remembers_the_unp
     assert handler.reference["params"] == sum(p.numel() for p in net.parameters())
 
 
-def test_a_distributed_or_data_parallel_network_is_refused_with_one_clear_line():
+def test_a_data_parallel_network_is_refused_with_one_clear_line_naming_the_alternative():
     handler = PruningHandlerBase(example_shape=SHAPE)
     engine = SimpleNamespace(network=nn.DataParallel(_unet()), optimizer=object())
-    with pytest.raises(PruningHandlerError, match=r"wrapped in DataParallel; pruning runs on one device only"):
+    with pytest.raises(PruningHandlerError, match=r"wrapped in DataParallel.*use DistributedDataParallel"):
         handler._ensure_pruner(engine)
 
 
