@@ -17,6 +17,7 @@ def keep_baseline(model_path: str | os.PathLike, baseline_path: str | os.PathLik
     A pruning overlay (``prune_taylorfo.json``) fine-tunes from the trained baseline and saves the pruned model as
     ``models/model.pt``, the file inference uses.  Copying the baseline aside once, before that, keeps it for the
     next pruning run and for the side-by-side benchmark.
+
     In a ``torch.distributed`` process group every rank must call it (rank 0 copies, the others then find the copy).
 
     Raises:

@@ -190,3 +190,14 @@ def test_record_from_another_network_is_refused_naming_the_mismatch():
     instance_norm = UNet(2, 1, 2, (4, 8, 16), (2, 2), num_res_units=1, norm="instance")
     with pytest.raises(PruningRecordError, match=r"'model\.0\.conv\.unit0\.adn\.N' is InstanceNorm2d.*BatchNorm2d"):
         PruningRecord(instance_norm).load_state_dict(PruningRecord(_unet()).state_dict())
+
+
+def test_a_data_parallel_wrapper_records_and_reshapes_the_network_inside_it_under_its_own_names():
+    pruned = _unet()
+    ChannelPruner(pruned, SHAPE).cut({next(iter(ChannelPruner(pruned, SHAPE).prunable_groups)): [0, 1]})
+    record = PruningRecord(nn.DataParallel(pruned)).state_dict()
+    assert record == PruningRecord(pruned).state_dict()
+    assert not any(name.startswith("module.") for name in record["modules"])
+    fresh = _unet(seed=1)
+    PruningRecord(nn.DataParallel(fresh)).load_state_dict(record)
+    assert module_widths(fresh) == module_widths(pruned)
