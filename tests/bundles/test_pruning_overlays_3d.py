@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bundle_cli import configs, copy_bundle, monai_bundle
+from bundle_cli import configs, copy_bundle, monai_bundle, torchrun_bundle
 
 NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
 TINY = ["--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1", *NET]
@@ -30,5 +30,21 @@ def test_3d_bundle_pruning_overlays_prune_and_feed_inference(name, tmp_path):
     assert list(pruned)[:2] == ["pruning", "model"]
     count = lambda state: sum(v.numel() for k, v in state["model"].items() if k.endswith("weight"))  # noqa: E731
     assert count(pruned) < count(baseline)
+    monai_bundle(root, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
+                 "--config_file", configs("inference.json"), *NET)
+
+
+def test_3d_multi_gpu_overlay_prunes_on_two_processes_and_saves_a_plain_checkpoint(tmp_path):
+    """Patch sampling, sliding-window validation split over the processes and the 3D network under DDP (gloo)."""
+    root = copy_bundle("kidney_ct_segmentation", tmp_path)
+    # 10 cases: every process needs a validation case
+    tiny = ["--val_interval", "1", "--demo_cases", "10", "--batch_size", "2", "--num_samples", "1", *NET]
+    torchrun_bundle(root, 2, "run", "--config_file", configs("train.json", "prune_sauron.json", "multi_gpu_train.json"),
+                    "--num_epochs", "2", "--sauron#tau_start", "0.5", "--sauron#tau_max", "0.6", *tiny)
+    rows = json.loads((root / "runs" / "pruning" / "pruning_history.json").read_text())
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert [row["epoch"] for row in rows] == [1, 2] and sum(row["removed_now"] for row in rows) > 0
+    pruned = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert not any(key.startswith("module.") for key in pruned["model"])
     monai_bundle(root, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
                  "--config_file", configs("inference.json"), *NET)
