@@ -348,8 +348,12 @@ def main() -> None:
         results["sauron"].update(
             sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
         )
-    lines = markdown_tables(results)
     (work / "results.json").write_text(json.dumps(results, indent=2))
+    if "baseline" not in results:  # the tables are ratios to the baseline
+        print(f"{work / 'results.json'} written; no baseline run in {work} for the tables: copy one in (a folder "
+              "'baseline') and run again with --methods baseline ... --measure_only")
+        return
+    lines = markdown_tables(results)
     (work / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
