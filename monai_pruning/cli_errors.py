@@ -14,6 +14,7 @@ from types import TracebackType
 
 from monai_pruning.data.errors import DatasetError
 from monai_pruning.engine import PruningError, PruningRecordError, TraceError
+from monai_pruning.handlers.pruning_base import PruningHandlerError
 from monai_pruning.transforms.errors import TransformError
 
 __all__ = ["USER_ERRORS", "install_error_hook", "user_error_in_chain"]
@@ -21,6 +22,7 @@ __all__ = ["USER_ERRORS", "install_error_hook", "user_error_in_chain"]
 USER_ERRORS: tuple[type[BaseException], ...] = (
     DatasetError,
     PruningError,
+    PruningHandlerError,
     PruningRecordError,
     TraceError,
     TransformError,

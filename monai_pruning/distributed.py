@@ -29,6 +29,7 @@ __all__ = [
     "rewrap",
     "sum_over_ranks",
     "unwrap_network",
+    "world_size",
 ]
 
 
@@ -40,6 +41,11 @@ def is_distributed() -> bool:
 def rank() -> int:
     """This process's rank; 0 without a process group."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes in the process group; 1 without one."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def unwrap_network(network: nn.Module) -> nn.Module:

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-import torch.distributed as dist
 from monai.bundle import ConfigParser
 
-from monai_pruning.distributed import rank
+from monai_pruning.distributed import rank, world_size
 from monai_pruning.report.atomic_file import atomic_write_text
 
 __all__ = ["record_run", "config_from_argv"]
@@ -79,7 +78,7 @@ def record_run(output_dir: str, seed: int, argv: Sequence[str] | None = None) ->
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in _PACKAGES},
         "config": config_from_argv(argv[1:]),
-        "world_size": dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1,
+        "world_size": world_size(),
     }
     path = os.path.join(output_dir, "run_record.json")
     if rank() == 0:

@@ -6,6 +6,7 @@ import pytest
 
 from monai_pruning.cli_errors import install_error_hook, user_error_in_chain
 from monai_pruning.data.errors import DatasetError
+from monai_pruning.handlers import PruningHandlerError
 from monai_pruning.transforms import TransformError
 
 
@@ -20,7 +21,14 @@ def _wrapped(error: BaseException) -> RuntimeError:
         return outer
 
 
-@pytest.mark.parametrize("error", [DatasetError("no images in /data"), TransformError("SelectChannels: bad name")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        DatasetError("no images in /data"),
+        TransformError("SelectChannels: bad name"),
+        PruningHandlerError("SauronPruning: `lam` must be a number >= 0, got -1."),
+    ],
+)
 def test_our_user_errors_are_found_anywhere_in_the_exception_chain(error):
     assert user_error_in_chain(_wrapped(error)) is error
 

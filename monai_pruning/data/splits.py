@@ -18,7 +18,15 @@ from monai_pruning.data.errors import DatasetError
 from monai_pruning.data.file_checks import write_json_atomic
 from monai_pruning.data.file_pairing import natural_key, summarise_names
 
-__all__ = ["SPLIT_NAMES", "SPLIT_FILE_NAME", "check_fractions", "split_cases", "load_split", "save_split"]
+__all__ = [
+    "SPLIT_NAMES",
+    "SPLIT_FILE_NAME",
+    "check_fractions",
+    "check_split_for_processes",
+    "split_cases",
+    "load_split",
+    "save_split",
+]
 
 SPLIT_NAMES = ("training", "validation", "test")
 SPLIT_FILE_NAME = "split.json"
@@ -33,6 +41,19 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         raise DatasetError(
             f"val_fraction + test_fraction must be below 1 to leave training cases, got {val_fraction} + "
             f"{test_fraction}"
+        )
+
+
+def check_split_for_processes(split: dict[str, list[str]], processes: int) -> None:
+    """
+    Refuse a validation split with fewer cases than the processes of a ``torchrun`` job, before any training: each
+    process validates its own share (``DistributedSampler``), and one without a case has nothing to validate.
+    """
+    cases = len(split.get("validation", []))
+    if processes > 1 and 0 < cases < processes:
+        raise DatasetError(
+            f"the validation split has {cases} case(s) for {processes} processes; every process needs one: raise "
+            "val_fraction (or demo_cases) or start fewer processes"
         )
 
 

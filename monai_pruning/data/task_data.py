@@ -16,8 +16,16 @@ from monai_pruning.data.errors import DatasetError
 from monai_pruning.data.file_checks import CHECK_CACHE_NAME, check_cases
 from monai_pruning.data.file_pairing import summarise_names
 from monai_pruning.data.layouts import LAYOUTS, TASK_DEMO_LAYOUT, TASK_LAYOUTS, detect_layout, layout_for
-from monai_pruning.data.splits import SPLIT_FILE_NAME, SPLIT_NAMES, check_fractions, load_split, save_split, split_cases
-from monai_pruning.distributed import rank_zero_first
+from monai_pruning.data.splits import (
+    SPLIT_FILE_NAME,
+    SPLIT_NAMES,
+    check_fractions,
+    check_split_for_processes,
+    load_split,
+    save_split,
+    split_cases,
+)
+from monai_pruning.distributed import rank_zero_first, world_size
 
 __all__ = ["prepare_task_data"]
 
@@ -151,7 +159,8 @@ def prepare_task_data(
     Raises:
         DatasetError: with a one-line message naming the path, case or argument: bad arguments, missing folder, no
             dataset (naming the layouts looked for), unpaired images or masks, unreadable files, image/mask shape
-            mismatches, label values outside the layout's set, an empty split, or a saved split naming missing cases.
+            mismatches, label values outside the layout's set, an empty split, a saved split naming missing cases, or
+            (under ``torchrun``) fewer validation cases than processes.
     """
     # under torchrun every rank calls this: rank 0 writes the phantoms, the file check cache and the split, then
     # the other ranks read them (and raise the same one-line error if rank 0 did)
@@ -194,6 +203,7 @@ def prepare_task_data(
         check_cases(items, checked, output / CHECK_CACHE_NAME if output is not None else None)
         details = {"task": task, "layout": layout, "dataset_dir": str(root)}
         split, reused = _split(items, output, int(seed), fractions, details)
+        check_split_for_processes(split, world_size())
         by_case = {item["case"]: item for item in items}
         result: dict = {name: [dict(by_case[case]) for case in split[name]] for name in SPLIT_NAMES}
         result["info"] = {

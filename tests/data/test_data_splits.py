@@ -7,7 +7,7 @@ import json
 import pytest
 
 from monai_pruning.data import DatasetError, load_split, split_cases
-from monai_pruning.data.splits import save_split
+from monai_pruning.data.splits import check_split_for_processes, save_split
 
 CASES = [f"case_{i:05d}" for i in range(30)]
 
@@ -84,3 +84,13 @@ def test_malformed_split_file_is_an_error(tmp_path):
     path.write_text("[")
     with pytest.raises(DatasetError, match="cannot read split file"):
         load_split(path, ["a"])
+
+
+def test_a_validation_split_smaller_than_the_process_count_is_refused_before_training():
+    split = split_cases(CASES[:5], seed=0, val_fraction=0.2, test_fraction=0.2)
+    assert len(split["validation"]) == 1
+    check_split_for_processes(split, 1)  # one process: fine
+    with pytest.raises(DatasetError, match=r"validation split has 1 case\(s\) for 2 processes.*raise val_fraction"):
+        check_split_for_processes(split, 2)
+    check_split_for_processes({**split, "validation": []}, 4)  # no validation at all: nothing to split
+    check_split_for_processes(split_cases(CASES, 0, 0.2, 0.2), 4)
