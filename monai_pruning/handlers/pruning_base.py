@@ -215,17 +215,14 @@ class PruningHandlerBase:
                 f"{type(self).__name__}: the trainer's network is wrapped in DataParallel, whose per-forward replicas "
                 "the pruner cannot follow; use DistributedDataParallel under torchrun (multi_gpu_train.json)."
             )
-        network = unwrap_network(engine.network)
         if self.example_shape is None:
             self.example_shape = self._shape_from_batch(engine)
-        with preserved_rng(network):
-            self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
         # a CheckpointLoader (resume, or a pruned checkpoint to start from) may have reshaped the network inside a
-        # wrapper built for the unpruned widths
-        self._rewrap(engine)
-        self._cost = self._layer_macs = None
+        # wrapper built for the unpruned widths: _trace wraps it again
+        self._trace(engine)
         if not self.pruner.prunable_groups:
-            self.logger.warning(f"{type(self).__name__}: {type(network).__name__} has no prunable channel group.")
+            name = type(self.pruner.network).__name__
+            self.logger.warning(f"{type(self).__name__}: {name} has no prunable channel group.")
         if self.reference is None:
             cost = self.complexity()
             self.reference = {"params": cost.params, "macs": cost.macs, "channels": sum(self.pruner.widths().values())}
@@ -243,6 +240,17 @@ class PruningHandlerBase:
                 "give `example_shape`."
             ) from None
         return (2, *shape[1:])
+
+    def _trace(self, engine: Engine) -> None:
+        """
+        Build the pruner from the network as it is now (tracing its channel flow), forget the measurements of the
+        previous shape, and give a DistributedDataParallel trainer a wrapper that knows the current parameters.
+        """
+        network = unwrap_network(engine.network)
+        with preserved_rng(network):
+            self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
+        self._cost = self._layer_macs = None
+        self._rewrap(engine)
 
     def _pruner_ready(self, engine: Engine) -> None:
         """Hook for subclasses: the pruner was (re)built; register feature taps, accumulators."""
@@ -383,12 +391,8 @@ class PruningHandlerBase:
     def rebuild(self, engine: Engine) -> None:
         """Re-trace the network after it was reshaped by other means (a restored snapshot)."""
         self._release_hooks()
-        network = unwrap_network(engine.network)
-        with preserved_rng(network):
-            self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
-        self._cost = self._layer_macs = None
+        self._trace(engine)
         self.best_since_cut = None
-        self._rewrap(engine)
         self._pruner_ready(engine)
 
     def removal_floor(self, group: str) -> int:
