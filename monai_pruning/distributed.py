@@ -30,6 +30,7 @@ __all__ = [
     "sum_over_ranks",
     "unwrap_network",
     "world_size",
+    "wrapper_is_stale",
 ]
 
 
@@ -144,3 +145,21 @@ def rewrap(wrapper: nn.parallel.DistributedDataParallel) -> nn.parallel.Distribu
     if "bucket_cap_mb" in accepted and getattr(wrapper, "bucket_bytes_cap", None):
         settings["bucket_cap_mb"] = wrapper.bucket_bytes_cap / (1024 * 1024)
     return type(wrapper)(wrapper.module, **settings)
+
+
+def wrapper_is_stale(wrapper: nn.parallel.DistributedDataParallel) -> bool:
+    """
+    Whether ``wrapper.module`` holds parameters that ``wrapper`` was not built around, as after a pruning record
+    loaded from a checkpoint reallocated them. The old reducer waits for gradients of parameters that are no longer
+    in the graph: DDP stops at the next iteration with "Expected to have finished reduction in the prior iteration"
+    (a misleading hint at unused parameters), or, with ``find_unused_parameters``, the replicas drift apart.
+    Local: every rank answers for its own wrapper.
+    """
+    if not isinstance(wrapper, nn.parallel.DistributedDataParallel):
+        raise TypeError(f"wrapper_is_stale: expected a DistributedDataParallel, got {type(wrapper).__name__}.")
+    known = getattr(wrapper, "_module_parameters", None)
+    if known is None:  # a torch without this attribute: assume the worst, a rewrap is only a broadcast
+        return True
+    ignored = getattr(wrapper, "parameters_to_ignore", set())
+    current = [p for name, p in wrapper.module.named_parameters() if name not in ignored]
+    return len(current) != len(known) or any(a is not b for a, b in zip(current, known))

@@ -1,10 +1,12 @@
-"""PyTorch-Ignite event handlers: the pruning methods, atomic checkpoints and per-case evaluation reports."""
+"""PyTorch-Ignite event handlers: the pruning methods, atomic checkpoints, per-case evaluation reports, and a
+DistributedDataParallel wrapper kept current after a pruned checkpoint is loaded."""
 
 from monai_pruning.handlers.atomic_checkpoint_saver import AtomicCheckpointSaver
 from monai_pruning.handlers.case_metrics_report import CaseMetricsReport
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import evaluator_metric_fn, one_shot_curve
 from monai_pruning.handlers.pruning_base import PruningHandlerBase, PruningHandlerError
+from monai_pruning.handlers.rewrap_reshaped_network import RewrapReshapedNetwork
 from monai_pruning.handlers.sauron_pruning import SauronPruning
 from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
 from monai_pruning.handlers.taylorfo_scoring import score_channels
@@ -15,6 +17,7 @@ __all__ = [
     "FeatureTaps",
     "PruningHandlerBase",
     "PruningHandlerError",
+    "RewrapReshapedNetwork",
     "SauronPruning",
     "TaylorFOPruning",
     "evaluator_metric_fn",

@@ -44,8 +44,9 @@ from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
 from monai_pruning.criteria.channel_cost import macs_per_channel
-from monai_pruning.distributed import broadcast_plain, is_distributed, rank, rewrap, sum_over_ranks, unwrap_network
+from monai_pruning.distributed import broadcast_plain, is_distributed, rank, sum_over_ranks, unwrap_network
 from monai_pruning.engine import ChannelPruner, PruningRecord
+from monai_pruning.handlers.rewrap_reshaped_network import rewrap_engine_network
 from monai_pruning.measure import Complexity, count_parameters, macs_by_layer
 from monai_pruning.report import PruningHistory, plot_channel_history, write_scalars
 from monai_pruning.report.atomic_file import atomic_write_bytes
@@ -250,19 +251,10 @@ class PruningHandlerBase:
         with preserved_rng(network):
             self.pruner = ChannelPruner(network, self.example_shape, min_channels=self.min_channels)
         self._cost = self._layer_macs = None
-        self._rewrap(engine)
+        rewrap_engine_network(engine, self.validator)
 
     def _pruner_ready(self, engine: Engine) -> None:
         """Hook for subclasses: the pruner was (re)built; register feature taps, accumulators."""
-
-    def _rewrap(self, engine: Engine) -> None:
-        """Give the trainer (and a validator sharing it) a new DistributedDataParallel around the reshaped network."""
-        wrapper = engine.network
-        if not isinstance(wrapper, nn.parallel.DistributedDataParallel):
-            return
-        engine.network = rewrap(wrapper)
-        if self.validator is not None and getattr(self.validator, "network", None) is wrapper:
-            self.validator.network = engine.network
 
     def agree(self, decision: Any) -> Any:
         """Rank 0's ``decision`` (plain JSON data) on every rank; ``decision`` itself in a single process."""
@@ -384,7 +376,7 @@ class PruningHandlerBase:
         self.cuts += 1
         self._cost = self._layer_macs = None
         self.best_since_cut = None
-        self._rewrap(engine)
+        rewrap_engine_network(engine, self.validator)
         self._pruner_ready(engine)
         return removed
 

@@ -159,7 +159,7 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
     assert len(list(out.glob("*_mask.png"))) == 10
 
 
-def test_multi_gpu_overlay_prunes_resumes_and_fine_tunes_with_two_processes(tmp_path):
+def test_multi_gpu_overlay_prunes_resumes_fine_tunes_and_trains_on_with_two_processes(tmp_path):
     """torchrun with two CPU processes (gloo): the DDP path a multi-GPU machine takes, with the same overlay."""
     from monai_pruning.engine import load_pruned_network
     from monai.networks.nets import DynUNet
@@ -184,7 +184,13 @@ def test_multi_gpu_overlay_prunes_resumes_and_fine_tunes_with_two_processes(tmp_
     torchrun_bundle(root, 2, "run", "--config_file", configs("train.json", "prune_taylorfo.json",
                     "multi_gpu_train.json"), "--num_epochs", "2", "--taylorfo#prune_fraction", "0.2",
                     "--taylorfo#tolerance", "1.0", *tiny)
-    assert sum(_history(root)[-1]["widths"].values()) < sum(sauron_widths.values())
+    taylorfo_widths = _history(root)[-1]["widths"]
+    assert sum(taylorfo_widths.values()) < sum(sauron_widths.values())
+    # plain training (no pruning overlay) resumes the pruned checkpoint: the DDP wrapper must follow the reshape
+    result = torchrun_bundle(root, 2, "run", "--config_file", configs("train.json", "multi_gpu_train.json"),
+                             "--num_epochs", "4", "--resume", "true", *tiny)
+    assert "resuming from iteration" in result.stdout + result.stderr
+    assert list((root / "runs" / "checkpoints").glob("checkpoint_epoch=4.pt"))
     # the checkpoint names the network's own modules (no DDP "module." prefix): inference loads it as usual
     network = DynUNet(2, 3, 2, [3] * 5, [1, 2, 2, 2, 2], [2] * 4, filters=[4, 8, 8, 16, 16], norm_name="instance",
                       act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}))
