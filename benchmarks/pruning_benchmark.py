@@ -2,6 +2,7 @@
 
     pip install -e ".[benchmark]"      # adds torch-pruning, for the peers only
     python benchmarks/pruning_benchmark.py polyp_endoscopy_segmentation --work /tmp/bench [--epochs 60]
+    # every run on other data, e.g. 48 demo cases instead of the bundle's default: --set demo_cases=48
 
 Steps (each a real ``python -m monai.bundle run`` on a private copy of the bundle, so nothing in the repository is
 touched): train the baseline for ``--epochs``; train with ``prune_sauron.json`` for the same number of epochs from
@@ -250,6 +251,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo", "baseline_ft", *PEERS])
+    parser.add_argument("--set", dest="all_set", action="append", default=[], metavar="ID=VALUE",
+                        help="config override for every run and evaluation (repeatable), e.g. --set demo_cases=48")
     parser.add_argument("--sauron_set", action="append", default=[], metavar="ID=VALUE",
                         help="config override for the Sauron run only (repeatable), "
                              "e.g. --sauron_set sauron#patience=2")
@@ -311,7 +314,7 @@ def main() -> None:
             start = roots.get(starts_from, work / starts_from) / "models" / "model.pt"
             shutil.copy(start, root / "models" / "model.pt")
         # all runs share the baseline's demo data folder, so the phantoms and the split are identical
-        shared = ["--demo_dir", str(work / "data" / "demo")]
+        shared = ["--demo_dir", str(work / "data" / "demo"), *cli_overrides(args.all_set)]
         train_s = run_bundle(root, configs, overrides + shared, work / f"{method}_train.log")
         run_bundle(root, ["train.json", "evaluate.json"], shared, work / f"{method}_evaluate.log")
         results[method] = {"train_s": train_s}
