@@ -345,8 +345,14 @@ class PruningHandlerBase:
         """The validator's metric if the validator ran during this epoch of the trainer, else None."""
         if self.validator is None:
             return None
+        if getattr(self.validator.state, "epoch", None) != engine.state.epoch:
+            return None
+        return self.validator_metric()
+
+    def validator_metric(self) -> float | None:
+        """The key (or ``metric_name``) metric of the validator's last run, rank 0's value on every rank."""
         state = self.validator.state
-        if getattr(state, "epoch", None) != engine.state.epoch or not getattr(state, "metrics", None):
+        if not getattr(state, "metrics", None):
             return None
         name = self.metric_name or getattr(state, "key_metric_name", None)
         if name is None:

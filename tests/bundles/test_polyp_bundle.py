@@ -142,9 +142,12 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
     sauron_model = torch.load(root / "models" / "model.pt", weights_only=True)
     # tolerance 1: a two-epoch run on tiny phantoms has too noisy a Dice for the 0.01 stop rule (tested on its own
     # in tests/handlers); here the cut must stand so that inference runs on a pruned network
-    monai_bundle(root, "run", "--config_file", configs("train.json", "prune_taylorfo.json"), "--num_epochs", "2",
-                 "--taylorfo#prune_fraction", "0.2", "--taylorfo#tolerance", "1.0", *tiny)
+    result = monai_bundle(root, "run", "--config_file", configs("train.json", "prune_taylorfo.json"), "--num_epochs",
+                          "2", "--taylorfo#prune_fraction", "0.2", "--taylorfo#tolerance", "1.0", *tiny)
     assert (root / "models" / "model_baseline.pt").is_file()  # the starting point is kept aside
+    # the baseline is the loaded model's validation before fine-tuning, so the first epoch already cuts
+    assert "validated before training" in result.stdout + result.stderr
+    assert _history(root)[0]["removed_now"] > 0 and _history(root)[0]["baseline"] is not None
     filters = [4, 8, 8, 16, 16]
     network = DynUNet(2, 3, 2, [3] * 5, [1, 2, 2, 2, 2], [2] * 4, filters=filters, norm_name="instance",
                       act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}))

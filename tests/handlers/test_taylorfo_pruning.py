@@ -315,6 +315,52 @@ def test_first_cut_waits_for_a_validation_baseline():
     assert handler.baseline == pytest.approx(0.7)
 
 
+def _mse_evaluator(net: nn.Module) -> SupervisedEvaluator:
+    return SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=_data(batches=1),
+        network=net,
+        key_val_metric={"val_mse": MeanSquaredError(output_transform=from_engine(["pred", "label"]))},
+        decollate=False,
+    )
+
+
+def _run_validated_before_training(tmp_path, epochs: int, resume_from=None):
+    net = _unet()
+    evaluator = _mse_evaluator(net)
+    runs: list[int] = []
+    evaluator.add_event_handler(Events.COMPLETED, lambda engine: runs.append(engine.state.epoch))
+    handler = TaylorFOPruning(prune_count=3, validator=evaluator, metric_mode="min", baseline_before_training=True,
+                              example_shape=SHAPE, plot=False, score_batches=1)
+    trainer = _trainer(net, [handler], epochs=epochs)
+    save_dict = {"pruning": PruningRecord(net, trainer.optimizer), "model": net, "optimizer": trainer.optimizer,
+                 "trainer": trainer, "pruner": handler}
+    CheckpointSaver(str(tmp_path), save_dict, save_interval=1, n_saved=None).attach(trainer)
+    if resume_from is not None:
+        CheckpointLoader(str(resume_from), dict(save_dict)).attach(trainer)
+    expected = evaluator_metric_fn(_mse_evaluator(_unet()))(copy.deepcopy(net))
+    trainer.run()
+    return handler, runs, expected, evaluator
+
+
+def test_baseline_before_training_validates_the_network_as_loaded_once_and_the_first_epoch_cuts(tmp_path):
+    handler, runs, expected, evaluator = _run_validated_before_training(tmp_path, epochs=2)
+    assert runs == [0]  # one validation, as epoch 0, before the first iteration
+    assert handler.baseline == pytest.approx(expected)
+    assert [row["removed_now"] for row in handler.history.rows] == [3, 3]  # no epoch spent waiting for a baseline
+    assert all(row["baseline"] == pytest.approx(expected) for row in handler.history.rows)
+    assert evaluator_metric_fn(evaluator)(evaluator.network) != pytest.approx(expected)  # it did train
+
+
+def test_a_resumed_run_keeps_its_baseline_and_does_not_validate_before_training_again(tmp_path):
+    full, _, _, _ = _run_validated_before_training(tmp_path / "full", epochs=2)
+    checkpoint = next((tmp_path / "full").glob("*epoch=1.pt"))
+    resumed, runs, _, _ = _run_validated_before_training(tmp_path / "resumed", epochs=2, resume_from=checkpoint)
+    assert runs == []
+    assert resumed.baseline == full.baseline
+    assert [row["removed_now"] for row in resumed.history.rows] == [3, 3]
+
+
 def test_iteration_level_schedule_cuts_every_interval_iterations():
     net = _unet()
     handler = TaylorFOPruning(prune_count=2, epoch_level=False, interval=1, example_shape=SHAPE, plot=False,
@@ -439,6 +485,7 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
         ({"target_macs_reduction": 1.5}, "`target_macs_reduction` must be a fraction"),
         ({"max_step_macs_reduction": 0.0}, "`max_step_macs_reduction` must be a fraction"),
         ({"baseline_metric": 0.8}, "`baseline_metric` needs a `validator`"),
+        ({"baseline_before_training": True}, "`baseline_before_training` needs a `validator`"),
         ({"one_shot_steps": [0.1]}, "`one_shot_steps` needs a callable `one_shot_evaluate`"),
         ({"recovery_validations": -1}, "`recovery_validations` must be an int >= 0"),
     ],
