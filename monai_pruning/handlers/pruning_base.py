@@ -78,6 +78,19 @@ class _WarningsOnly(logging.LoggerAdapter):
         return level >= logging.WARNING and self.logger.isEnabledFor(level)
 
 
+def config_flag(value: Any, name: str, where: str) -> bool:
+    """
+    ``value`` as a bool. ``python -m monai.bundle run ... --id false`` passes the *string* ``'false'``, which
+    ``bool()`` would read as true; the strings ``true``/``false`` (any case) are taken for what they say, anything
+    else that is not a bool is refused with a message naming the setting.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise PruningHandlerError(f"{where}: `{name}` must be true or false, got {value!r}.")
+
+
 @contextlib.contextmanager
 def preserved_rng(network: nn.Module) -> Iterator[None]:
     """
@@ -171,7 +184,7 @@ class PruningHandlerBase:
         self.example_shape = tuple(example_shape) if example_shape is not None else None
         self.min_channels = min_channels
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.plot = bool(plot)
+        self.plot = config_flag(plot, "plot", where)
         self.summary_writer = summary_writer
         self.tensorboard_dir = tensorboard_dir
         self._own_writer = False

@@ -29,6 +29,7 @@ from monai_pruning.handlers.one_shot_curve import curve_from_scores
 from monai_pruning.handlers.pruning_base import (
     PruningHandlerBase,
     PruningHandlerError,
+    config_flag,
     generator_state,
     preserved_rng,
     set_generator_state,
@@ -202,7 +203,7 @@ class TaylorFOPruning(PruningHandlerBase):
                 raise PruningHandlerError(f"TaylorFOPruning: `prune_fraction` must be in (0, 1], got {prune_fraction}.")
         self.prune_fraction = float(prune_fraction)
         self.interval = _positive_int(interval, "interval")
-        self.epoch_level = bool(epoch_level)
+        self.epoch_level = config_flag(epoch_level, "epoch_level", "TaylorFOPruning")
         self.start_epoch = _positive_int(start_epoch, "start_epoch")
         self.score_batches = _positive_int(score_batches, "score_batches", allow_none=True)
         if reduction not in REDUCTION_MODES:
@@ -215,9 +216,9 @@ class TaylorFOPruning(PruningHandlerBase):
             )
         self.reduction = reduction
         self.gradient = gradient
-        self.normalize_gradient = bool(normalize_gradient)
-        self.layerwise_normalize = bool(layerwise_normalize)
-        self.macs_normalize = bool(macs_normalize)
+        self.normalize_gradient = config_flag(normalize_gradient, "normalize_gradient", "TaylorFOPruning")
+        self.layerwise_normalize = config_flag(layerwise_normalize, "layerwise_normalize", "TaylorFOPruning")
+        self.macs_normalize = config_flag(macs_normalize, "macs_normalize", "TaylorFOPruning")
         self.target_macs_reduction = _optional_fraction(target_macs_reduction, "target_macs_reduction")
         self.target_params_reduction = _optional_fraction(target_params_reduction, "target_params_reduction")
         self.max_step_macs_reduction = _optional_fraction(max_step_macs_reduction, "max_step_macs_reduction")
@@ -227,9 +228,11 @@ class TaylorFOPruning(PruningHandlerBase):
             raise PruningHandlerError(f"TaylorFOPruning: `tolerance` must be a number >= 0 or None, got {tolerance!r}.")
         if baseline_metric is not None and validator is None:
             raise PruningHandlerError("TaylorFOPruning: `baseline_metric` needs a `validator` to compare with.")
-        if baseline_before_training and validator is None:
+        self.baseline_before_training = config_flag(
+            baseline_before_training, "baseline_before_training", "TaylorFOPruning"
+        )
+        if self.baseline_before_training and validator is None:
             raise PruningHandlerError("TaylorFOPruning: `baseline_before_training` needs a `validator` to run.")
-        self.baseline_before_training = bool(baseline_before_training)
         self.tolerance = float(tolerance) if tolerance is not None else None
         if isinstance(recovery_validations, bool) or not isinstance(recovery_validations, int) or (
             recovery_validations < 0

@@ -486,6 +486,9 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
         ({"max_step_macs_reduction": 0.0}, "`max_step_macs_reduction` must be a fraction"),
         ({"baseline_metric": 0.8}, "`baseline_metric` needs a `validator`"),
         ({"baseline_before_training": True}, "`baseline_before_training` needs a `validator`"),
+        ({"baseline_before_training": "TRUE"}, "`baseline_before_training` needs a `validator`"),
+        ({"macs_normalize": "no"}, "`macs_normalize` must be true or false, got 'no'"),
+        ({"plot": 1}, "`plot` must be true or false, got 1"),
         ({"one_shot_steps": [0.1]}, "`one_shot_steps` needs a callable `one_shot_evaluate`"),
         ({"recovery_validations": -1}, "`recovery_validations` must be an int >= 0"),
     ],
@@ -493,6 +496,13 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
 def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
     with pytest.raises(PruningHandlerError, match=message):
         TaylorFOPruning(**kwargs)
+
+
+def test_true_and_false_from_the_command_line_are_read_as_what_they_say():
+    # `python -m monai.bundle run ... --taylorfo#macs_normalize false` passes the string "false"
+    handler = TaylorFOPruning(macs_normalize="false", normalize_gradient="True", baseline_before_training=" False ")
+    assert handler.macs_normalize is False and handler.normalize_gradient is True
+    assert handler.baseline_before_training is False
 
 
 def test_loss_output_must_be_a_tensor_or_list_of_tensors():
