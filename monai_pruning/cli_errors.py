@@ -12,6 +12,7 @@ import os
 import sys
 from types import TracebackType
 
+from monai_pruning.config_values import ConfigValueError
 from monai_pruning.data.errors import DatasetError
 from monai_pruning.engine import PruningError, PruningRecordError, TraceError
 from monai_pruning.handlers.pruning_base import PruningHandlerError
@@ -20,6 +21,7 @@ from monai_pruning.transforms.errors import TransformError
 __all__ = ["USER_ERRORS", "install_error_hook", "user_error_in_chain"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigValueError,
     DatasetError,
     PruningError,
     PruningHandlerError,

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from monai_pruning.cli_errors import install_error_hook, user_error_in_chain
+from monai_pruning.config_values import ConfigValueError
 from monai_pruning.data.errors import DatasetError
 from monai_pruning.handlers import PruningHandlerError
 from monai_pruning.transforms import TransformError
@@ -27,6 +28,7 @@ def _wrapped(error: BaseException) -> RuntimeError:
         DatasetError("no images in /data"),
         TransformError("SelectChannels: bad name"),
         PruningHandlerError("SauronPruning: `lam` must be a number >= 0, got -1."),
+        ConfigValueError("`resume` must be true or false, got 'yes'."),
     ],
 )
 def test_our_user_errors_are_found_anywhere_in_the_exception_chain(error):

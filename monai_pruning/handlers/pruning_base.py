@@ -43,6 +43,7 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
+from monai_pruning.config_values import ConfigValueError, read_flag
 from monai_pruning.criteria.channel_cost import macs_per_channel
 from monai_pruning.distributed import broadcast_plain, is_distributed, rank, sum_over_ranks, unwrap_network
 from monai_pruning.engine import ChannelPruner, PruningRecord
@@ -79,16 +80,12 @@ class _WarningsOnly(logging.LoggerAdapter):
 
 
 def config_flag(value: Any, name: str, where: str) -> bool:
-    """
-    ``value`` as a bool. ``python -m monai.bundle run ... --id false`` passes the *string* ``'false'``, which
-    ``bool()`` would read as true; the strings ``true``/``false`` (any case) are taken for what they say, anything
-    else that is not a bool is refused with a message naming the setting.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise PruningHandlerError(f"{where}: `{name}` must be true or false, got {value!r}.")
+    """:func:`~monai_pruning.config_values.read_flag` for a handler setting (``'false'`` from the command line is
+    false), raising :class:`PruningHandlerError` with the handler's name."""
+    try:
+        return read_flag(value, name)
+    except ConfigValueError as err:
+        raise PruningHandlerError(f"{where}: {err}") from None
 
 
 @contextlib.contextmanager

@@ -274,8 +274,10 @@ class TaylorFOPruning(PruningHandlerBase):
             engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def _validate_before_training(self, engine: Engine) -> None:
-        """With ``baseline_before_training``: the baseline from one validation before the first iteration of a run
-        that is not a resumed one (a resumed run restores the baseline with the handler's state)."""
+        """
+        With ``baseline_before_training``: the baseline from one validation before the first iteration of a run that
+        is not a resumed one (a resumed run restores the baseline with the handler's state).
+        """
         if not self.baseline_before_training or self.baseline is not None or self.cuts or engine.state.iteration:
             return
         self.validator.run(0)  # as epoch 0, so that the first epoch's own validation is not taken for this one

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,6 +68,17 @@ def test_inference_writes_png_masks_in_the_input_size(trained, tmp_path):
         mask = np.array(Image.open(out / f"{image.stem}_mask.png"))
         assert mask.shape == np.array(Image.open(image)).shape[:2]
         assert set(np.unique(mask)) <= {0, 255}
+
+
+def test_a_resume_flag_that_is_not_true_or_false_stops_before_training_with_one_line(tmp_path):
+    # the command line hands `--resume false` over as the string "false", which `if @resume` took for true
+    root = copy_bundle(NAME, tmp_path)
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", configs("train.json"),
+                             "--resume", "maybe", *TINY], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "ERROR: `resume` must be true or false, got 'maybe'." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((root / "runs").glob("checkpoints/*.pt"))
 
 
 def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):
