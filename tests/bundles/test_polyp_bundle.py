@@ -190,6 +190,9 @@ def test_multi_gpu_overlay_prunes_resumes_fine_tunes_and_trains_on_with_two_proc
     assert [row["epoch"] for row in rows] == [1, 2] and sum(row["removed_now"] for row in rows) > 0
     record = json.loads((root / "runs" / "run_record.json").read_text())
     assert record["world_size"] == 2
+    # TensorBoard files from rank 0 only (the other ranks do not even build the writers: no empty event files)
+    writers = {path.name.split(".")[-2] for path in (root / "runs").glob("events.out.tfevents.*")}
+    assert len(writers) == 1
     # killed and restarted: both ranks rebuild the pruned architecture from the checkpoint and continue
     result = torchrun_bundle(root, 2, "run", *sauron, "--num_epochs", "3", "--resume", "true")
     assert "resuming from iteration" in result.stdout + result.stderr
