@@ -29,6 +29,7 @@ def read_flag(value: Any, name: str) -> bool:
     """
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in ("true", "false"):
+        return word == "true"
     raise ConfigValueError(f"`{name}` must be true or false, got {value!r}.")

@@ -49,7 +49,7 @@ class RewrapReshapedNetwork:
     Attach it *after* the ``CheckpointLoader`` (Ignite calls the handlers of an event in the order they were
     attached). Example (``run`` section of a multi-GPU config)::
 
-        "$@resume_loader.attach(@train#trainer) if @resume else None",
+        "$@resume_loader.attach(@train#trainer) if monai_pruning.config_values.read_flag(@resume, 'resume') else None",
         "$monai_pruning.handlers.RewrapReshapedNetwork().attach(@train#trainer)",
         "$@train#trainer.run()"
 

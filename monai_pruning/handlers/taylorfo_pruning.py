@@ -266,7 +266,8 @@ class TaylorFOPruning(PruningHandlerBase):
     def attach(self, engine: Engine) -> None:
         """Register on the trainer: pruning steps on epochs or iterations, checks and records at every epoch end."""
         super().attach(engine)
-        engine.add_event_handler(Events.EPOCH_STARTED, self._validate_before_training)
+        if self.baseline_before_training:
+            engine.add_event_handler(Events.EPOCH_STARTED, self._validate_before_training)
         if self.epoch_level:
             engine.add_event_handler(Events.EPOCH_COMPLETED, self)
         else:
@@ -278,7 +279,7 @@ class TaylorFOPruning(PruningHandlerBase):
         With ``baseline_before_training``: the baseline from one validation before the first iteration of a run that
         is not a resumed one (a resumed run restores the baseline with the handler's state).
         """
-        if not self.baseline_before_training or self.baseline is not None or self.cuts or engine.state.iteration:
+        if self.baseline is not None or self.cuts or engine.state.iteration:
             return
         self.validator.run(0)  # as epoch 0, so that the first epoch's own validation is not taken for this one
         self.baseline = self.validator_metric()
