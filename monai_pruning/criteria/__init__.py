@@ -14,8 +14,10 @@ from .sauron import (
     ThresholdSchedule,
     channels_to_cut,
     delta_opt,
+    delta_opt_and_pooled,
     delta_opt_penalty,
     delta_prune,
+    mean_layer_distance,
 )
 from .taylor import (
     REDUCTION_MODES,
@@ -36,8 +38,10 @@ __all__ = [
     "ThresholdSchedule",
     "channels_to_cut",
     "delta_opt",
+    "delta_opt_and_pooled",
     "delta_opt_penalty",
     "delta_prune",
+    "mean_layer_distance",
     "REDUCTION_MODES",
     "TaylorAccumulator",
     "fraction_to_count",

@@ -20,15 +20,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 __all__ = [
     "delta_opt",
+    "delta_opt_and_pooled",
     "delta_opt_penalty",
     "delta_prune",
     "DeltaPruneAccumulator",
     "ThresholdSchedule",
     "channels_to_cut",
+    "mean_layer_distance",
 ]
 
 def _check_feature_map(features: Any, where: str) -> None:
@@ -58,11 +59,12 @@ def _pool_2x(features: torch.Tensor) -> torch.Tensor:
     2x average pooling with stride 2 along every spatial axis, as in the paper; an axis of size 1 is left as it is
     (a kernel of 2 would not fit). An odd size drops its last slice, like ``torch.nn.AvgPool`` does.
     """
-    # One axis at a time, the last (contiguous) first, as the sum of the even and odd slices: the same values as
-    # torch's avg_pool (up to float rounding), in about a third of its CPU time for 2x2 windows, which matters here
-    # because every prunable map of every batch is pooled.
+    # One axis at a time, as the sum of the even and odd slices, the outermost first so that the slices added are
+    # long contiguous runs and the strided last axis is done on the smallest map: the same values as torch's
+    # avg_pool (up to float rounding) in a fraction of its CPU time, which matters here because every prunable map
+    # of every batch is pooled.
     pooled, window = features, 1
-    for axis in reversed(range(2, features.ndim)):
+    for axis in range(2, features.ndim):
         size = pooled.shape[axis]
         if size < 2:
             continue
@@ -71,7 +73,35 @@ def _pool_2x(features: torch.Tensor) -> torch.Tensor:
         even[axis], odd[axis] = slice(0, size - 1, 2), slice(1, size, 2)
         pooled = pooled[tuple(even)] + pooled[tuple(odd)]
         window *= 2
-    return pooled / window if window > 1 else pooled.clone()
+    return pooled.div_(window) if window > 1 else pooled.clone()
+
+
+def _extrema(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Minimum and maximum over all spatial positions of every (B, C) map, each with its flat spatial position (the
+    first where it is attained, as ``torch.min(dim)`` gives).
+
+    Found row by row: ``amin``/``amax`` of every row, the best row, then the position within that row. On a CPU
+    ``min(dim)`` with indices is a scalar loop, several times slower than the vectorised ``amin``, and the maps are
+    full-resolution feature maps of every batch. The flattened map is cut into rows of the divisor of its size
+    nearest below its square root, so that neither step reduces over a long axis of short rows; a map whose size
+    has no such divisor of at least 8 is reduced in one go.
+    """
+    size = math.prod(maps.shape[2:])
+    width = math.isqrt(size)
+    while size % width:
+        width -= 1
+    if width < 8:
+        low, low_at = maps.flatten(2).min(dim=-1)
+        high, high_at = maps.flatten(2).max(dim=-1)
+        return low, low_at, high, high_at
+    rows = maps.reshape(maps.shape[:2] + (size // width, width))  # (B, C, rows, width)
+    low, low_row = rows.amin(dim=-1).min(dim=-1)
+    high, high_row = rows.amax(dim=-1).max(dim=-1)
+    picked = rows.gather(2, torch.stack([low_row, high_row], dim=-1).unsqueeze(-1).expand(-1, -1, -1, width))
+    low_at = low_row * width + picked[:, :, 0].argmin(dim=-1)
+    high_at = high_row * width + picked[:, :, 1].argmax(dim=-1)
+    return low, low_at, high, high_at
 
 
 def _spatial_mean_square(diff: torch.Tensor) -> torch.Tensor:
@@ -79,58 +109,118 @@ def _spatial_mean_square(diff: torch.Tensor) -> torch.Tensor:
     return diff.pow(2).flatten(2).mean(dim=-1)
 
 
-class _NormalizedPool(torch.autograd.Function):
+def _pool_kernel(spatial: Sequence[int]) -> tuple[int, ...]:
+    """The window of :func:`_pool_2x` along each spatial axis: 2, or 1 for an axis of size 1."""
+    return tuple(2 if size >= 2 else 1 for size in spatial)
+
+
+def _spread_over_windows(pooled: torch.Tensor, out: torch.Tensor, kernel: Sequence[int]) -> None:
     """
-    ``pool_2x((x - min x) / (max x - min x + eps))`` per sample and channel, min and max over all spatial positions.
+    Write every value of ``pooled`` (B, C, *q) over its pooling window of ``out`` (B, C, *(q * kernel)), in place:
+    how average pooling hands a gradient back, before the division by the window size.
+
+    The first window slice along every axis but the last is filled by one strided copy per position in the last
+    axis' window, then each axis in turn is duplicated from its first slice, innermost first. Every copy so runs
+    along whole rows; a single broadcast copy over all window axes at once, whose innermost loop is two elements
+    long, takes two to four times as long on a CPU, as does ``F.interpolate(mode="nearest")``.
+    """
+    split = out.view(out.shape[:2] + tuple(n for q, k in zip(pooled.shape[2:], kernel) for n in (q, k)))
+    window_axes = [3 + 2 * i for i in range(len(kernel))]
+    source = pooled.reshape(pooled.shape[:2] + tuple(n for q in pooled.shape[2:] for n in (q, 1)))
+    first = [slice(None)] * split.ndim
+    for axis in window_axes[:-1]:
+        first[axis] = slice(0, 1)
+    for offset in range(kernel[-1]):
+        first[window_axes[-1]] = slice(offset, offset + 1)
+        split[tuple(first)].copy_(source)
+    for i in reversed(range(len(kernel) - 1)):
+        if kernel[i] == 1:
+            continue
+        origin = [slice(None)] * split.ndim
+        for axis in window_axes[:i]:
+            origin[axis] = slice(0, 1)
+        target = list(origin)
+        origin[window_axes[i]], target[window_axes[i]] = slice(0, 1), slice(1, 2)
+        split[tuple(target)].copy_(split[tuple(origin)])
+
+
+class _DeltaOptDistances(torch.autograd.Function):
+    """
+    :func:`delta_opt` of the channels ``[start, start + length)`` of ``features``, with its backward written out.
 
     The normalisation is affine per map, so it commutes with average pooling: the maps are pooled first and
-    normalised at a quarter (2D) or an eighth (3D) of their size, and the backward pass is written out by hand. The
-    regulariser touches every prunable feature map of every training batch, so on a CPU its cost is the number of
-    passes over full-resolution maps: here minimum, maximum and pooling forward and one pass spreading the gradient
-    back, instead of autograd's normalised full-resolution copy and the backward of each step. The raw pooled maps
-    are returned too (not differentiable), for :func:`delta_prune` to score on without pooling again. The gradient
-    is the same except where a map's minimum or maximum is attained at several positions: it then goes to one of them
-    (like ``torch.min(dim)``) instead of being shared.
+    normalised at a quarter (2D) or an eighth (3D) of their size. The regulariser touches every prunable feature map
+    of every training batch, and on a CPU its cost is the number of passes over full-resolution maps, so both
+    directions are kept to the fewest: forward reads each map for its minimum, its maximum and its pooling; backward
+    works at pooled size and writes the full-resolution gradient once, straight into a tensor of the shape of
+    ``features``. That is why the channels are selected here rather than by the caller: a layer whose channels are
+    part of a concatenation would otherwise get its gradient through ``narrow``'s backward, a zero-filled copy of the
+    whole concatenation plus a second write, on every batch. The raw pooled maps are returned too (not
+    differentiable), for :func:`delta_prune` to score on without pooling again.
+
+    The gradient equals autograd's through the paper's order of operations (normalise, pool, RMS), except where a
+    map's minimum or maximum is attained at several positions: it then goes to one of them (like
+    ``torch.min(dim)``) instead of being shared.
     """
 
     @staticmethod
-    def forward(ctx: Any, features: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        batch, channels = features.shape[:2]
-        flat = features.detach().flatten(2)
-        low, low_at = flat.min(dim=-1)
-        high, high_at = flat.max(dim=-1)
-        view = (batch, channels) + (1,) * (features.ndim - 2)
-        scale = (high - low + eps).reshape(view)
-        pooled = _pool_2x(features.detach())
-        normalized = (pooled - low.reshape(view)) / scale
-        ctx.save_for_backward(normalized, scale, low_at, high_at)
-        ctx.spatial = tuple(features.shape[2:])
+    def forward(  # type: ignore[override]
+        ctx: Any, features: torch.Tensor, start: int, length: int, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        maps = _at_least_float32(features.detach().narrow(1, start, length))
+        batch, channels = maps.shape[:2]
+        view = (batch, channels) + (1,) * (maps.ndim - 2)
+        low, low_at, high, high_at = _extrema(maps)
+        scale = high - low + eps
+        pooled = _pool_2x(maps)
+        normalized = (pooled - low.reshape(view)).div_(scale.reshape(view))
+        squares = (normalized[:, 1:] - normalized[:, :1]).pow_(2)
+        distances = squares.flatten(2).mean(dim=-1).add_(eps).sqrt_()
+        ctx.save_for_backward(normalized, scale, distances, low_at, high_at)
+        ctx.selection = (start, length)
+        ctx.features_meta = (tuple(features.shape), features.dtype, features.device)
         ctx.mark_non_differentiable(pooled)
-        return normalized, pooled
+        return distances, pooled
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor, _grad_pooled_raw: Any) -> tuple[torch.Tensor, None]:
-        normalized, scale, low_at, high_at = ctx.saved_tensors
-        kernel = tuple(2 if size >= 2 else 1 for size in ctx.spatial)
-        grad_pooled = grad_out / (scale * math.prod(kernel))
-        # average pooling spreads each pooled gradient evenly over its window; a trailing odd slice got none
-        if max(kernel) > 1:
-            grad = F.interpolate(grad_pooled, scale_factor=kernel, mode="nearest")
-        else:
-            grad = grad_pooled.clone()
-        padding = [
-            pad for size, have in zip(reversed(ctx.spatial), reversed(grad.shape[2:])) for pad in (0, size - have)
-        ]
-        if any(padding):
-            grad = F.pad(grad, padding)
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_distances: torch.Tensor, _grad_pooled_raw: Any
+    ) -> tuple[torch.Tensor, None, None, None]:
+        normalized, scale, distances, low_at, high_at = ctx.saved_tensors
+        (start, length), (shape, dtype, device) = ctx.selection, ctx.features_meta
+        batch, channels, pooled_spatial = normalized.shape[0], normalized.shape[1], normalized.shape[2:]
+        view = (batch, channels) + (1,) * len(pooled_spatial)
+        # d distance_c / d normalized_c = (n_c - n_0) / (positions * distance_c); channel 0 gets minus their sum
+        positions = math.prod(pooled_spatial)
+        weight = grad_distances / (distances * positions)
+        grad_norm = torch.empty_like(normalized)
+        torch.sub(normalized[:, 1:], normalized[:, :1], out=grad_norm[:, 1:])
+        grad_norm[:, 1:].mul_(weight.reshape((batch, channels - 1) + view[2:]))
+        torch.sum(grad_norm[:, 1:], dim=1, keepdim=True, out=grad_norm[:, :1])
+        grad_norm[:, :1].neg_()
         # d n / d low = (n - 1) / scale and d n / d high = -n / scale, summed over the pooled positions
-        spatial_axes = tuple(range(2, normalized.ndim))
-        grad_low = (grad_out * (normalized - 1.0)).sum(dim=spatial_axes) / scale.flatten(1)
-        grad_high = -(grad_out * normalized).sum(dim=spatial_axes) / scale.flatten(1)
-        flat = grad.flatten(2)
-        flat.scatter_add_(2, low_at.unsqueeze(-1), grad_low.unsqueeze(-1))
-        flat.scatter_add_(2, high_at.unsqueeze(-1), grad_high.unsqueeze(-1))
-        return grad, None
+        weighted = (grad_norm * normalized).flatten(2).sum(dim=-1)
+        grad_low = (weighted - grad_norm.flatten(2).sum(dim=-1)) / scale
+        grad_high = -weighted / scale
+        spatial = shape[2:]
+        kernel = _pool_kernel(spatial)
+        grad_pooled = grad_norm.mul_((1.0 / (scale * math.prod(kernel))).reshape(view))
+
+        grad = torch.empty(shape, dtype=dtype, device=device)
+        if start > 0:
+            grad.narrow(1, 0, start).zero_()
+        if start + length < shape[1]:
+            grad.narrow(1, start + length, shape[1] - start - length).zero_()
+        selected = grad.narrow(1, start, length)
+        covered = selected[(slice(None), slice(None)) + tuple(slice(0, q * k) for q, k in zip(pooled_spatial, kernel))]
+        _spread_over_windows(grad_pooled, covered, kernel)  # a trailing odd slice was not pooled and gets nothing
+        for axis, (size, q, k) in enumerate(zip(spatial, pooled_spatial, kernel), start=2):
+            if size > q * k:
+                selected.narrow(axis, q * k, size - q * k).zero_()
+        flat = selected.flatten(2)
+        flat.scatter_add_(2, low_at.unsqueeze(-1), grad_low.unsqueeze(-1).to(dtype))
+        flat.scatter_add_(2, high_at.unsqueeze(-1), grad_high.unsqueeze(-1).to(dtype))
+        return grad, None, None, None
 
 
 def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -155,61 +245,127 @@ def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         receives a large (but finite) gradient.
     """
     _check_feature_map(features, "delta_opt")
-    return _delta_opt_and_pooled(features, eps)[0]
+    return _delta_opt_and_pooled(features, eps, (0, features.shape[1]))[0]
 
 
-def _delta_opt_and_pooled(features: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """delta_opt of checked ``features`` and their detached raw 2x-pooled maps (float32 for half precision)."""
-    features = _at_least_float32(features)
-    batch, channels = features.shape[:2]
-    if channels < 2:
-        return features.new_zeros((batch, 0)), _pool_2x(features.detach())
-    normalized, pooled = _NormalizedPool.apply(features, eps)
-    return torch.sqrt(_spatial_mean_square(normalized[:, 1:] - normalized[:, :1]) + eps), pooled
-
-
-def delta_opt_penalty(
-    feature_maps: Sequence[torch.Tensor], eps: float = 1e-8, return_pooled: bool = False
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+def delta_opt_and_pooled(
+    features: torch.Tensor, eps: float = 1e-8, channels: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    The regulariser term R added to the loss (before its weight lambda): mean over layers of each layer's mean
-    delta_opt distance.
+    One layer's share of the regulariser: its :func:`delta_opt` distances and its raw 2x-pooled maps, which
+    :func:`delta_prune` and :class:`DeltaPruneAccumulator` take with ``pooled=True`` (scoring the same batch then
+    costs no second pass over the full-resolution maps). :func:`mean_layer_distance` of every layer's distances is
+    the regulariser R.
+
+    Computing it layer by layer lets a caller do so while the forward pass runs, right after each layer has written
+    its maps (on a CPU they are then still in the cache), instead of reading them all back afterwards.
+
+    Args:
+        features: (B, C, *spatial) feature maps, 1 to 3 spatial dims.
+        eps: see :func:`delta_opt`.
+        channels: None, or ``(start, length)``: the layer's channels are only that run of ``features``' dim 1, as
+            when the layer is one part of a concatenation. Selecting them here instead of passing
+            ``features.narrow(1, start, length)`` gives the same values and gradients without ``narrow``'s backward
+            (a zero-filled copy of the whole concatenation on every batch).
+
+    Returns:
+        ``(distances, pooled)``: (B, C - 1) distances, differentiable (an empty (B, 0) slice of the layer's maps for
+        a single channel), and the detached (B, C, *pooled spatial) average-pooled maps of the layer's channels;
+        float32 for half-precision input.
+    """
+    _check_feature_map(features, "delta_opt_and_pooled")
+    return _delta_opt_and_pooled(features, eps, _check_channel_run(channels, features.shape[1], "delta_opt_and_pooled"))
+
+
+def _delta_opt_and_pooled(
+    features: torch.Tensor, eps: float, channels: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    start, length = channels
+    if length < 2:
+        # no distance, but still a slice of the maps, so that a penalty of such layers alone can backpropagate
+        selected = _at_least_float32(features.narrow(1, start, length))
+        return selected.flatten(2)[:, :0, 0], _pool_2x(selected.detach())
+    distances, pooled = _DeltaOptDistances.apply(features, start, length, eps)
+    return distances, pooled
+
+
+def mean_layer_distance(distances: Sequence[torch.Tensor]) -> torch.Tensor:
+    """
+    The regulariser term R added to the loss (before its weight lambda) from every layer's delta_opt distances
+    (:func:`delta_opt_and_pooled`): mean over layers of each layer's mean distance.
 
     Layers with fewer than two channels have no distance to minimise and are skipped rather than counted as a
     constant, so the per-layer weight does not depend on how many layers have collapsed; with no layer left the
-    result is a zero scalar, never NaN, that requires grad when any input map does (so ``backward()`` still works).
+    result is a zero scalar, never NaN, that requires grad when any layer's maps do (so ``backward()`` still works).
+    An empty list gives a plain zero scalar.
+    """
+    layer_means = [layer.mean() for layer in distances if layer.shape[1] > 0]
+    if layer_means:
+        return torch.stack(layer_means).mean()
+    if not distances:
+        return torch.zeros(())
+    return torch.stack([layer.sum() for layer in distances]).sum()
+
+
+def delta_opt_penalty(
+    feature_maps: Sequence[torch.Tensor],
+    eps: float = 1e-8,
+    return_pooled: bool = False,
+    channels: Sequence[tuple[int, int] | None] | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """
+    The regulariser term R of a list of layers' feature maps: :func:`mean_layer_distance` of each layer's
+    :func:`delta_opt_and_pooled`.
 
     Args:
         feature_maps: one (B, C, *spatial) tensor per regularised layer; shapes may differ between layers.
         eps: see :func:`delta_opt`.
-        return_pooled: also return every map's detached raw 2x-pooled version, computed on the way, which
-            :func:`delta_prune` and :class:`DeltaPruneAccumulator` take with ``pooled=True`` (scoring the same batch
-            then costs no second pass over the full-resolution maps).
+        return_pooled: also return every layer's detached raw 2x-pooled maps (see :func:`delta_opt_and_pooled`).
+        channels: per map, None or ``(start, length)`` (see :func:`delta_opt_and_pooled`).
 
     Returns:
-        A scalar tensor on the device of the first map (float32 for half-precision maps); with ``return_pooled``,
-        ``(penalty, pooled maps in the order of feature_maps)``.
+        A scalar tensor (float32 for half-precision maps); with ``return_pooled``, ``(penalty, pooled maps of the
+        layers' channels in the order of feature_maps)``.
     """
     if isinstance(feature_maps, torch.Tensor) or not isinstance(feature_maps, Sequence):
         raise TypeError(
             f"delta_opt_penalty: `feature_maps` must be a list of tensors, got {type(feature_maps).__name__}."
         )
-    layer_means = []
-    pooled_maps = []
-    for index, features in enumerate(feature_maps):
-        _check_feature_map(features, f"delta_opt_penalty (feature_maps[{index}])")
-        distances, pooled = _delta_opt_and_pooled(features, eps)
+    if channels is None:
+        channels = [None] * len(feature_maps)
+    elif not isinstance(channels, Sequence) or len(channels) != len(feature_maps):
+        raise ValueError(
+            f"delta_opt_penalty: `channels` must give one (start, length) or None per feature map "
+            f"({len(feature_maps)}), got {channels!r}."
+        )
+    distances, pooled_maps = [], []
+    for index, (features, selection) in enumerate(zip(feature_maps, channels)):
+        where = f"delta_opt_penalty (feature_maps[{index}])"
+        _check_feature_map(features, where)
+        layer, pooled = _delta_opt_and_pooled(features, eps, _check_channel_run(selection, features.shape[1], where))
+        distances.append(layer)
         pooled_maps.append(pooled)
-        if features.shape[1] >= 2:
-            layer_means.append(distances.mean())
-    if layer_means:
-        penalty = torch.stack(layer_means).mean()
-    elif not feature_maps:
-        penalty = torch.zeros(())
-    else:
-        needs_grad = any(features.requires_grad for features in feature_maps)
-        penalty = _at_least_float32(feature_maps[0]).new_zeros(()).requires_grad_(needs_grad)
+    penalty = mean_layer_distance(distances)
     return (penalty, pooled_maps) if return_pooled else penalty
+
+
+def _check_channel_run(selection: Any, channels: int, where: str) -> tuple[int, int]:
+    """``(start, length)`` of a non-empty run of channels inside ``[0, channels)``; None means all of them."""
+    if selection is None:
+        return 0, channels
+    if (
+        isinstance(selection, Sequence)
+        and len(selection) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in selection)
+        and selection[0] >= 0
+        and selection[1] >= 1
+        and selection[0] + selection[1] <= channels
+    ):
+        return int(selection[0]), int(selection[1])
+    raise ValueError(
+        f"{where}: `channels` must be None or (start, length) of a non-empty run inside its {channels} channels, "
+        f"got {selection!r}."
+    )
 
 
 def delta_prune(features: torch.Tensor, reference: int, eps: float = 1e-15, pooled: bool = False) -> torch.Tensor:

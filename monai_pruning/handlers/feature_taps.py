@@ -11,7 +11,7 @@ forward passes must neither be recorded nor keep tensors alive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -83,6 +83,9 @@ class FeatureTaps:
         gradients: also capture the gradient reaching each tapped input. Each consumer then receives an alias of
             its input, so the gradient captured is the one flowing back through *that* consumer only, even when one
             tensor feeds several consumers.
+        on_capture: called during the forward pass as ``on_capture(group, tensor, (start, length))`` each time a
+            group's first consumer is first called, with what :meth:`feature_sources` would give for it. Work done
+            there reads the maps just after the producing layer wrote them (on a CPU, usually still in the cache).
 
     Example::
 
@@ -95,12 +98,22 @@ class FeatureTaps:
         taps.clear()
     """
 
-    def __init__(self, network: nn.Module, taps: Taps, first_only: bool = False, gradients: bool = False) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        taps: Taps,
+        first_only: bool = False,
+        gradients: bool = False,
+        on_capture: Callable[[str, torch.Tensor, tuple[int, int]], None] | None = None,
+    ) -> None:
         if not isinstance(network, nn.Module):
             raise TypeError(f"FeatureTaps: `network` must be a torch.nn.Module, got {type(network).__name__}.")
+        if on_capture is not None and not callable(on_capture):
+            raise TypeError(f"FeatureTaps: `on_capture` must be callable or None, got {type(on_capture).__name__}.")
         self.network = network
         self.first_only = bool(first_only)
         self.gradients = bool(gradients)
+        self.on_capture = on_capture
         self.enabled = False
         self._handles: list[Any] = []
         self._taps: dict[str, list[tuple[str, torch.Tensor, tuple[int, int] | None]]] = {}
@@ -133,6 +146,10 @@ class FeatureTaps:
                 parsed[group].append((module_name, torch.tensor(pos, dtype=torch.long), span))
         self.remove()
         self._taps = parsed
+        self._first_consumer_groups: dict[str, list[str]] = {}
+        for group, entries in parsed.items():
+            if entries:
+                self._first_consumer_groups.setdefault(entries[0][0], []).append(group)
         for module_name in dict.fromkeys(name for entries in parsed.values() for name, _, _ in entries):
             handle = modules[module_name].register_forward_pre_hook(self._make_hook(module_name))
             self._handles.append(handle)
@@ -155,13 +172,19 @@ class FeatureTaps:
             inputs = args[0]
             if self.first_only and self._calls.get(module_name):
                 return None  # a module called twice: its first call is enough to see the group
+            first_call = not self._calls.get(module_name)
+            replaced = None
             if self.gradients and torch.is_grad_enabled() and inputs.requires_grad:
                 alias, slot = inputs.view_as(inputs), _GradSlot()
                 alias.register_hook(slot)
                 self._calls.setdefault(module_name, []).append(_Call(alias, slot))
-                return (alias, *args[1:])
-            self._calls.setdefault(module_name, []).append(_Call(inputs))
-            return None
+                replaced = (alias, *args[1:])
+            else:
+                self._calls.setdefault(module_name, []).append(_Call(inputs))
+            if self.on_capture is not None and first_call:
+                for group in self._first_consumer_groups.get(module_name, ()):
+                    self.on_capture(group, *self._source(group))
+            return replaced
 
         return hook
 
@@ -173,13 +196,27 @@ class FeatureTaps:
         Still attached to the autograd graph, so a loss term built on them trains the network. Groups whose first
         consumer did not run are missing.
         """
-        maps: dict[str, torch.Tensor] = {}
-        for group, entries in self._taps.items():
-            module_name, positions, span = entries[0]
-            calls = self._calls.get(module_name)
-            if calls:
-                maps[group] = _select(calls[0].inputs, positions, span)
-        return maps
+        return {group: tensor.narrow(1, *run) for group, (tensor, run) in self.feature_sources().items()}
+
+    def feature_sources(self) -> dict[str, tuple[torch.Tensor, tuple[int, int]]]:
+        """
+        Per group, ``(tensor, (start, length))``: the whole input of its first consumer during the last captured
+        pass and where the group's channels lie along its dim 1 (a gathered copy and ``(0, C_group)`` when they are
+        not one contiguous run).
+
+        :meth:`features` narrowed for the caller; a loss term that selects the run itself (e.g.
+        :func:`~monai_pruning.criteria.delta_opt_penalty` with ``channels``) spares autograd the backward of that
+        narrow, a zero-filled copy of the whole input when the group is one part of a concatenation.
+        """
+        captured = [group for group, entries in self._taps.items() if entries and self._calls.get(entries[0][0])]
+        return {group: self._source(group) for group in captured}
+
+    def _source(self, group: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        module_name, positions, span = self._taps[group][0]
+        inputs = self._calls[module_name][0].inputs
+        if span is None:
+            return _select(inputs, positions, None), (0, len(positions))
+        return inputs, span
 
     def tapped_tensors(self) -> list[torch.Tensor]:
         """The consumer inputs whose gradients are captured: the ``inputs`` to give ``torch.autograd.grad``."""

@@ -16,7 +16,13 @@ import torch
 from monai.engines import IterationEvents
 from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 
-from monai_pruning.criteria import DeltaPruneAccumulator, ThresholdSchedule, channels_to_cut, delta_opt_penalty
+from monai_pruning.criteria import (
+    DeltaPruneAccumulator,
+    ThresholdSchedule,
+    channels_to_cut,
+    delta_opt_and_pooled,
+    mean_layer_distance,
+)
 from monai_pruning.distributed import is_distributed, sum_over_ranks
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.pruning_base import (
@@ -46,8 +52,8 @@ class SauronPruning(PruningHandlerBase):
     Single-phase Sauron pruning while a MONAI ``SupervisedTrainer`` trains.
 
     - ``IterationEvents.LOSS_COMPLETED``: ``engine.state.output["loss"] += lam * R`` with R the mean delta_opt of
-      the groups' feature maps (observed where they enter their first consumer); the trainer's backward then
-      trains on it. ``output["seg_loss"]`` and ``output["sauron_penalty"]`` keep the two parts (log them with
+      the groups' feature maps (observed where they enter their first consumer, and measured there, during the
+      forward pass, while the maps are fresh in the CPU cache); the trainer's backward then trains on it. ``output["seg_loss"]`` and ``output["sauron_penalty"]`` keep the two parts (log them with
       ``StatsHandler(output_transform=...)``). On the last ``score_batches`` batches of the epoch, delta_prune
       against one reference channel per group (drawn once per epoch from a generator seeded with ``seed``) is
       accumulated.
@@ -142,6 +148,7 @@ class SauronPruning(PruningHandlerBase):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.taps: FeatureTaps | None = None
+        self._layer_terms: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.accumulators: dict[str, DeltaPruneAccumulator] = {}
         self.train_losses: list[float] = []
         self.last_cut: dict[str, list[int]] = {}
@@ -159,7 +166,9 @@ class SauronPruning(PruningHandlerBase):
     def _pruner_ready(self, engine: Engine) -> None:
         taps = {g: t for g, t in self.pruner.graph.consumer_taps().items() if g in self.pruner.prunable_groups}
         if self.taps is None:
-            self.taps = FeatureTaps(self.pruner.network, taps, first_only=True, gradients=False)
+            self.taps = FeatureTaps(
+                self.pruner.network, taps, first_only=True, gradients=False, on_capture=self._layer_captured
+            )
         else:
             self.taps.set_taps(taps)
         self.accumulators = {group: DeltaPruneAccumulator(self.generator) for group in self.taps.groups}
@@ -172,7 +181,17 @@ class SauronPruning(PruningHandlerBase):
     # --- per iteration ------------------------------------------------------------------------------------------
     def _iteration_started(self, engine: Engine) -> None:
         self.taps.clear()
+        self._layer_terms = {}
         self.taps.enabled = True
+
+    def _layer_captured(self, group: str, features: torch.Tensor, channels: tuple[int, int]) -> None:
+        """During the trainer's forward pass: the group's delta_opt distances and pooled maps, while its maps are
+        fresh (see :func:`~monai_pruning.criteria.delta_opt_and_pooled`)."""
+        if self.lam > 0 and torch.is_grad_enabled():
+            self._layer_terms[group] = delta_opt_and_pooled(features, channels=channels)
+        else:
+            with torch.no_grad():
+                self._layer_terms[group] = delta_opt_and_pooled(features.detach(), channels=channels)
 
     def _scoring_batch(self, engine: Engine) -> bool:
         """Whether this iteration is one of the last ``score_batches`` of the epoch (the closest to the cut)."""
@@ -189,30 +208,27 @@ class SauronPruning(PruningHandlerBase):
         if not isinstance(output, dict) or CommonKeys.LOSS not in output:
             raise PruningHandlerError("SauronPruning: engine.state.output must be a dict with a 'loss' entry.")
         self.taps.enabled = False
-        features = self.taps.features()
-        maps = [features[group] for group in self.taps.groups if group in features]
+        scored = [group for group in self.taps.groups if group in self._layer_terms]
+        penalty = mean_layer_distance([self._layer_terms[group][0] for group in scored])
         seg_loss = output[CommonKeys.LOSS]
-        if self.lam > 0 and maps:
-            penalty, pooled = delta_opt_penalty(maps, return_pooled=True)
+        if self.lam > 0 and scored:
             output[CommonKeys.LOSS] = seg_loss + self.lam * penalty.to(seg_loss.dtype)
-        else:
-            with torch.no_grad():  # an empty list gives a zero penalty and no pooled maps
-                penalty, pooled = delta_opt_penalty([m.detach() for m in maps], return_pooled=True)
         output[SEG_LOSS_KEY] = seg_loss.detach()
         output[PENALTY_KEY] = penalty.detach()
         self._epoch_sums["seg_loss"] += float(seg_loss.detach())
         self._epoch_sums["penalty"] += float(penalty.detach())
         self._epoch_sums["batches"] += 1
         if self._scoring_batch(engine):  # on the pooled maps the regulariser already computed
-            scored = [group for group in self.taps.groups if group in features]
-            for group, pooled_maps in zip(scored, pooled):
-                self.accumulators[group].update(pooled_maps, pooled=True)
+            for group in scored:
+                self.accumulators[group].update(self._layer_terms[group][1], pooled=True)
         self.taps.clear()
+        self._layer_terms = {}
 
     def _iteration_completed(self, engine: Engine) -> None:
         if self.taps is not None:
             self.taps.enabled = False
             self.taps.clear()
+        self._layer_terms = {}
 
     # --- per epoch ----------------------------------------------------------------------------------------------
     def __call__(self, engine: Engine) -> None:

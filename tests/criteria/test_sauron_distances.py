@@ -6,7 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from monai_pruning.criteria.sauron import DeltaPruneAccumulator, delta_opt, delta_opt_penalty, delta_prune
+from monai_pruning.criteria.sauron import (
+    DeltaPruneAccumulator,
+    delta_opt,
+    delta_opt_and_pooled,
+    delta_opt_penalty,
+    delta_prune,
+    mean_layer_distance,
+)
 
 EPS = 1e-8
 
@@ -81,7 +88,12 @@ def _delta_opt_by_autograd(features: torch.Tensor, eps: float = 1e-8) -> torch.T
     return torch.sqrt((pooled[:, 1:] - pooled[:, :1]).pow(2).flatten(2).mean(-1) + eps)
 
 
-@pytest.mark.parametrize("shape", [(3, 4, 9), (2, 3, 7, 6), (2, 3, 5, 1, 6), (2, 4, 5, 4, 3)])
+# small maps (extrema in one reduction) and maps of 64+ positions, whose extrema are found row by row, including
+# odd sizes whose trailing slice is not pooled and a size (11 x 13) that splits into rows of 11
+@pytest.mark.parametrize(
+    "shape",
+    [(3, 4, 9), (2, 3, 7, 6), (2, 3, 5, 1, 6), (2, 4, 5, 4, 3), (2, 3, 16, 12), (1, 3, 11, 13), (2, 2, 8, 7, 6)],
+)
 def test_delta_opt_pools_before_normalising_with_the_same_values_and_gradients(shape):
     # maps with distinct values: the minimum and maximum are attained once, so the gradient is unique
     features = torch.randn(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).requires_grad_()
@@ -91,6 +103,76 @@ def test_delta_opt_pools_before_normalising_with_the_same_values_and_gradients(s
     assert torch.allclose(delta_opt(features), _delta_opt_by_autograd(features), atol=1e-12)
     assert torch.allclose(fast, slow, atol=1e-12)
     assert torch.autograd.gradcheck(delta_opt, (features.detach()[:1].clone().requires_grad_(),))
+
+
+def _delta_opt_first_extremum(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Like _delta_opt_by_autograd, with min(dim)/max(dim), whose gradient goes to one position (the first)."""
+    batch, channels = features.shape[:2]
+    flat = features.flatten(2)
+    view = (batch, channels) + (1,) * (features.ndim - 2)
+    low, high = flat.min(-1).values.reshape(view), flat.max(-1).values.reshape(view)
+    pooled = F.avg_pool2d((features - low) / (high - low + eps), 2)
+    return torch.sqrt((pooled[:, 1:] - pooled[:, :1]).pow(2).flatten(2).mean(-1) + eps)
+
+
+@pytest.mark.parametrize("side", [4, 16])  # extrema in one reduction, and row by row
+def test_delta_opt_gradient_at_a_repeated_extremum_goes_to_its_first_position(side):
+    features = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    features[0, 1, 1, 2] = features[0, 1, side - 1, 0] = -1.0  # the minimum twice, in different rows
+    features[0, 2, 0, 3] = features[0, 2, 2, 1] = 2.0  # the maximum twice
+    features.requires_grad_()
+    fast, = torch.autograd.grad(delta_opt(features).sum(), features)
+    expected, = torch.autograd.grad(_delta_opt_first_extremum(features).sum(), features)
+    torch.testing.assert_close(fast, expected)
+    shared, = torch.autograd.grad(_delta_opt_by_autograd(features).sum(), features)  # amin/amax split it
+    assert not torch.allclose(fast, shared)
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 12, 10), (2, 6, 8, 6, 6)])
+def test_delta_opt_of_a_channel_run_equals_that_of_the_narrowed_maps_and_gives_other_channels_no_gradient(shape):
+    features = torch.randn(shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64).requires_grad_()
+    weights = torch.randn(shape[0], 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    distances, pooled = delta_opt_and_pooled(features, channels=(2, 3))
+    narrowed, narrowed_pooled = delta_opt_and_pooled(features.narrow(1, 2, 3))
+    torch.testing.assert_close(distances, narrowed)
+    torch.testing.assert_close(pooled, narrowed_pooled)
+    grad, = torch.autograd.grad((distances * weights).sum(), features)
+    expected, = torch.autograd.grad((narrowed * weights).sum(), features)
+    torch.testing.assert_close(grad, expected)
+    assert grad[:, 2:5].abs().sum() > 0 and not grad[:, :2].any() and not grad[:, 5:].any()
+    penalty = delta_opt_penalty([features, features], channels=[(2, 3), None])
+    torch.testing.assert_close(penalty, (narrowed.mean() + delta_opt(features).mean()) / 2)
+
+
+def test_delta_opt_gradient_of_half_precision_maps_is_half_precision_and_finite():
+    features = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8)).half().requires_grad_()
+    distances, _ = delta_opt_and_pooled(features)
+    distances.sum().backward()
+    assert distances.dtype == torch.float32
+    assert features.grad.dtype == torch.float16 and torch.isfinite(features.grad).all()
+    reference = features.detach().float().requires_grad_()
+    delta_opt(reference).sum().backward()
+    torch.testing.assert_close(features.grad.float(), reference.grad, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("channels", [(3, 2), (0, 0), (-1, 2), (0.5, 2), [0], (True, 1)])
+def test_delta_opt_and_pooled_rejects_a_channel_run_outside_the_maps_in_one_line(channels):
+    with pytest.raises(ValueError, match=r"`channels` must be None or \(start, length\) .* inside its 4 channels"):
+        delta_opt_and_pooled(torch.randn(1, 4, 4, 4), channels=channels)
+
+
+def test_delta_opt_penalty_needs_one_channel_run_per_map():
+    with pytest.raises(ValueError, match="one \\(start, length\\) or None per feature map \\(2\\)"):
+        delta_opt_penalty([torch.randn(1, 4, 4, 4)] * 2, channels=[(0, 2)])
+
+
+def test_layer_by_layer_terms_combine_to_the_penalty_of_the_whole_list():
+    maps = [torch.randn(2, 4, 8, 8, requires_grad=True), torch.randn(2, 1, 4, 4), torch.randn(2, 3, 4, 4, 4)]
+    terms = [delta_opt_and_pooled(m) for m in maps]
+    penalty, pooled = delta_opt_penalty(maps, return_pooled=True)
+    torch.testing.assert_close(mean_layer_distance([distances for distances, _ in terms]), penalty)
+    assert all(torch.equal(a, b) for (_, a), b in zip(terms, pooled))
+    assert mean_layer_distance([]) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -300,9 +382,13 @@ def test_accumulator_requires_a_generator():
 
 
 def test_penalty_returns_the_raw_pooled_maps_that_delta_prune_scores_without_pooling_again():
-    maps = [torch.randn(2, 4, 6, 6, requires_grad=True), torch.randn(2, 1, 4, 4, 4)]
+    generator = torch.Generator().manual_seed(9)
+    maps = [torch.randn(2, 4, 6, 6, generator=generator), torch.randn(2, 1, 4, 4, 4, generator=generator)]
+    maps[0].requires_grad_()
     penalty, pooled = delta_opt_penalty(maps, return_pooled=True)
     assert torch.equal(penalty, delta_opt_penalty(maps))
-    assert torch.allclose(pooled[0], F.avg_pool2d(maps[0].detach(), 2)) and not pooled[0].requires_grad
-    assert torch.allclose(pooled[1], F.avg_pool3d(maps[1], 2))
-    assert torch.allclose(delta_prune(pooled[0], 1, pooled=True), delta_prune(maps[0], 1))
+    # float32 tolerances: the windows are summed in another order than torch's avg_pool
+    torch.testing.assert_close(pooled[0], F.avg_pool2d(maps[0].detach(), 2))
+    assert not pooled[0].requires_grad
+    torch.testing.assert_close(pooled[1], F.avg_pool3d(maps[1], 2))
+    torch.testing.assert_close(delta_prune(pooled[0], 1, pooled=True), delta_prune(maps[0], 1))

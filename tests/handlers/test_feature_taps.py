@@ -154,3 +154,45 @@ def test_a_tap_on_a_module_the_network_lacks_is_refused_in_one_line():
     net = _unet()
     with pytest.raises(TapError, match=r"group 'g' taps module 'no.such.conv', not in the network"):
         FeatureTaps(net, {"g": [("no.such.conv", [0, 1])]})
+
+
+def test_feature_sources_give_the_whole_consumer_input_and_where_the_groups_channels_lie_in_it():
+    net = _unet()
+    taps = FeatureTaps(net, _prunable_taps(ChannelPruner(net, SHAPE)), first_only=True)
+    taps.enabled = True
+    net(torch.randn(SHAPE))
+    sources, features = taps.feature_sources(), taps.features()
+    assert set(sources) == set(features) == set(taps.groups)
+    for group, (tensor, (start, length)) in sources.items():
+        assert tensor.narrow(1, start, length).shape == features[group].shape
+        torch.testing.assert_close(tensor.narrow(1, start, length), features[group])
+    # a group that is one part of a concatenation: the whole concatenated input, not a slice of it
+    assert any(tensor.shape[1] > length for tensor, (_, length) in sources.values())
+
+
+def test_on_capture_sees_each_group_once_during_the_forward_pass_and_nothing_when_disabled():
+    net = _unet()
+    finished, calls = [], []
+    for name, module in net.named_modules():
+        module.register_forward_hook(lambda m, args, out, name=name: finished.append(name))
+
+    def on_capture(group, tensor, run):
+        calls.append((group, tensor, run, len(finished)))
+
+    taps = FeatureTaps(net, _prunable_taps(ChannelPruner(net, SHAPE)), first_only=True, on_capture=on_capture)
+    net(torch.randn(SHAPE))
+    assert calls == []
+    taps.enabled = True
+    finished.clear()
+    net(torch.randn(SHAPE))
+    assert sorted(group for group, _, _, _ in calls) == sorted(taps.groups)
+    sources = taps.feature_sources()
+    for group, tensor, run, _ in calls:
+        assert tensor is sources[group][0] and run == sources[group][1]
+    # during the forward pass, as each group's first consumer is reached, not all at the end
+    assert calls[0][3] < calls[-1][3] < len(finished)
+
+
+def test_on_capture_must_be_callable():
+    with pytest.raises(TypeError, match="`on_capture` must be callable"):
+        FeatureTaps(_unet(), {}, on_capture="not a function")

@@ -83,6 +83,27 @@ def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights()
     assert not torch.allclose(seen["grads"]["model.0.conv.weight"], plain.model[0].conv.weight.grad, atol=1e-6)
 
 
+def test_lambda_zero_logs_the_regulariser_without_adding_it_to_the_loss_or_the_gradient():
+    net, plain = _unet(), _unet()
+    handler = SauronPruning(lam=0.0, example_shape=SHAPE_2D, plot=False)
+    data = _data(batches=1)
+    trainer = _trainer(net, handler, epochs=1, data=data)
+    seen = {}
+
+    @trainer.on(IterationEvents.BACKWARD_COMPLETED)
+    def keep(engine):
+        seen["grad"] = engine.network.model[0].conv.weight.grad.clone()
+        seen["output"] = dict(engine.state.output)
+        seen["scored"] = [acc.num_samples for acc in handler.accumulators.values()]
+
+    trainer.run()
+    assert seen["output"][PENALTY_KEY] > 0 and not seen["output"][PENALTY_KEY].requires_grad
+    torch.testing.assert_close(seen["output"]["loss"].detach(), seen["output"][SEG_LOSS_KEY])
+    nn.BCEWithLogitsLoss()(plain(data[0]["image"]), data[0]["label"]).backward()
+    torch.testing.assert_close(seen["grad"], plain.model[0].conv.weight.grad)
+    assert seen["scored"] and all(samples == 2 for samples in seen["scored"])  # delta_prune is still measured
+
+
 def test_channels_are_cut_at_epoch_end_and_the_optimizer_keeps_training_the_pruned_network(tmp_path):
     net = _unet()
     handler = SauronPruning(
