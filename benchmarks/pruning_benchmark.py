@@ -262,6 +262,9 @@ def main() -> None:
     parser.add_argument("--overhead_iterations", type=int, default=6, help="iterations per timed overhead round")
     parser.add_argument("--overhead_rounds", type=int, default=5)
     parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
+    parser.add_argument("--overhead_only", action="store_true",
+                        help="only time Sauron's regulariser and scoring per training iteration (no training); "
+                             "writes overhead.json in --work")
     parser.add_argument("--rerun", nargs="+", default=None, metavar="METHOD",
                         help="train and evaluate only these methods again, reuse the other runs in --work")
     args = parser.parse_args()
@@ -271,6 +274,12 @@ def main() -> None:
     source = REPO / "bundles" / args.bundle
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if args.overhead_only:
+        cost = sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
+        (work / "overhead.json").write_text(json.dumps(cost, indent=2))
+        print(f"{args.bundle}: training iteration without / with the regulariser and scoring, full width: "
+              f"{cost['plain_iteration_s']:.3f} s / {cost['sauron_iteration_s']:.3f} s ({cost['overhead']:+.0%})")
+        return
     common = ["--num_epochs", str(args.epochs)] if args.epochs else []
     finetune = ["--num_epochs", str(args.finetune_epochs)] if args.finetune_epochs else []
     if any(method in PEERS for method in args.methods):

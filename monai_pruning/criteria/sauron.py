@@ -15,6 +15,7 @@ Deliberate departures from the original code (see ``reference/sauron.md``):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -76,6 +77,15 @@ def _pool_2x(features: torch.Tensor) -> torch.Tensor:
     return pooled.div_(window) if window > 1 else pooled.clone()
 
 
+@functools.lru_cache(maxsize=256)
+def _row_width(size: int) -> int:
+    """The largest divisor of ``size`` not above its square root (cached: a network has a handful of map sizes)."""
+    width = math.isqrt(size)
+    while size % width:
+        width -= 1
+    return width
+
+
 def _extrema(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     Minimum and maximum over all spatial positions of every (B, C) map, each with its flat spatial position (the
@@ -84,14 +94,13 @@ def _extrema(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     Found row by row: ``amin``/``amax`` of every row, the best row, then the position within that row. On a CPU
     ``min(dim)`` with indices is a scalar loop, several times slower than the vectorised ``amin``, and the maps are
     full-resolution feature maps of every batch. The flattened map is cut into rows of the divisor of its size
-    nearest below its square root, so that neither step reduces over a long axis of short rows; a map whose size
-    has no such divisor of at least 8 is reduced in one go.
+    nearest below its square root, so that neither step reduces over a long axis of short rows. Maps of fewer than
+    4096 positions, or whose size has no such divisor of at least 8, are reduced in one go: for them the extra small
+    operations cost more than the scalar loop.
     """
     size = math.prod(maps.shape[2:])
-    width = math.isqrt(size)
-    while size % width:
-        width -= 1
-    if width < 8:
+    width = _row_width(size)
+    if size < 4096 or width < 8:
         low, low_at = maps.flatten(2).min(dim=-1)
         high, high_at = maps.flatten(2).max(dim=-1)
         return low, low_at, high, high_at

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,14 @@ def test_tables_state_sizes_speed_and_dice_as_ratios_to_the_baseline(bench):
     assert "| 0.500 s / 0.600 s (+20%) |" in "\n".join(lines)
     assert "| 6.0 s / 4.0 s |" in "\n".join(lines)
     assert sauron.count("|") == baseline.count("|")  # no dense column values, but the same number of cells
+
+
+def test_overhead_only_times_plain_and_regularised_iterations_without_training(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["pruning_benchmark.py", "polyp_endoscopy_segmentation", "--work", str(tmp_path),
+                                      "--overhead_only", "--overhead_iterations", "1", "--overhead_rounds", "1"])
+    bench.main()
+    cost = json.loads((tmp_path / "overhead.json").read_text())
+    assert cost["plain_iteration_s"] > 0 and cost["sauron_iteration_s"] > 0
+    assert cost["overhead"] == pytest.approx(cost["sauron_iteration_s"] / cost["plain_iteration_s"] - 1)
+    assert "without / with the regulariser and scoring" in capsys.readouterr().out
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["overhead.json"]  # nothing trained

@@ -88,11 +88,10 @@ def _delta_opt_by_autograd(features: torch.Tensor, eps: float = 1e-8) -> torch.T
     return torch.sqrt((pooled[:, 1:] - pooled[:, :1]).pow(2).flatten(2).mean(-1) + eps)
 
 
-# small maps (extrema in one reduction) and maps of 64+ positions, whose extrema are found row by row, including
-# odd sizes whose trailing slice is not pooled and a size (11 x 13) that splits into rows of 11
+# small maps (extrema in one reduction) and maps of 4096+ positions, whose extrema are found row by row: odd sizes
+# whose trailing slice is not pooled (65 x 67, rows of 65) and rows that cross axes (16 x 17 x 16, rows of 64)
 @pytest.mark.parametrize(
-    "shape",
-    [(3, 4, 9), (2, 3, 7, 6), (2, 3, 5, 1, 6), (2, 4, 5, 4, 3), (2, 3, 16, 12), (1, 3, 11, 13), (2, 2, 8, 7, 6)],
+    "shape", [(3, 4, 9), (2, 3, 7, 6), (2, 3, 5, 1, 6), (2, 4, 5, 4, 3), (1, 3, 65, 67), (1, 2, 16, 17, 16)]
 )
 def test_delta_opt_pools_before_normalising_with_the_same_values_and_gradients(shape):
     # maps with distinct values: the minimum and maximum are attained once, so the gradient is unique
@@ -102,7 +101,8 @@ def test_delta_opt_pools_before_normalising_with_the_same_values_and_gradients(s
     slow, = torch.autograd.grad((_delta_opt_by_autograd(features) * weights).sum(), features)
     assert torch.allclose(delta_opt(features), _delta_opt_by_autograd(features), atol=1e-12)
     assert torch.allclose(fast, slow, atol=1e-12)
-    assert torch.autograd.gradcheck(delta_opt, (features.detach()[:1].clone().requires_grad_(),))
+    if features[:1].numel() <= 1000:  # numerical Jacobians of the large maps would take minutes
+        assert torch.autograd.gradcheck(delta_opt, (features.detach()[:1].clone().requires_grad_(),))
 
 
 def _delta_opt_first_extremum(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -115,7 +115,7 @@ def _delta_opt_first_extremum(features: torch.Tensor, eps: float = 1e-8) -> torc
     return torch.sqrt((pooled[:, 1:] - pooled[:, :1]).pow(2).flatten(2).mean(-1) + eps)
 
 
-@pytest.mark.parametrize("side", [4, 16])  # extrema in one reduction, and row by row
+@pytest.mark.parametrize("side", [4, 64])  # extrema in one reduction, and row by row
 def test_delta_opt_gradient_at_a_repeated_extremum_goes_to_its_first_position(side):
     features = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     features[0, 1, 1, 2] = features[0, 1, side - 1, 0] = -1.0  # the minimum twice, in different rows
@@ -128,7 +128,7 @@ def test_delta_opt_gradient_at_a_repeated_extremum_goes_to_its_first_position(si
     assert not torch.allclose(fast, shared)
 
 
-@pytest.mark.parametrize("shape", [(2, 7, 12, 10), (2, 6, 8, 6, 6)])
+@pytest.mark.parametrize("shape", [(1, 7, 64, 65), (2, 6, 8, 6, 6)])
 def test_delta_opt_of_a_channel_run_equals_that_of_the_narrowed_maps_and_gives_other_channels_no_gradient(shape):
     features = torch.randn(shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64).requires_grad_()
     weights = torch.randn(shape[0], 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
