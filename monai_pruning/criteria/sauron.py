@@ -114,8 +114,8 @@ def _extrema(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def _spatial_mean_square(diff: torch.Tensor) -> torch.Tensor:
-    """Mean of the squared differences over all spatial axes: (B, C, *spatial) -> (B, C)."""
-    return diff.pow(2).flatten(2).mean(dim=-1)
+    """Mean of the squared differences over all spatial axes: (B, C, *spatial) -> (B, C). Squares ``diff`` in place."""
+    return diff.pow_(2).flatten(2).mean(dim=-1)
 
 
 def _pool_kernel(spatial: Sequence[int]) -> tuple[int, ...]:
@@ -183,8 +183,7 @@ class _DeltaOptDistances(torch.autograd.Function):
         scale = high - low + eps
         pooled = _pool_2x(maps)
         normalized = (pooled - low.reshape(view)).div_(scale.reshape(view))
-        squares = (normalized[:, 1:] - normalized[:, :1]).pow_(2)
-        distances = squares.flatten(2).mean(dim=-1).add_(eps).sqrt_()
+        distances = _spatial_mean_square(normalized[:, 1:] - normalized[:, :1]).add_(eps).sqrt_()
         ctx.save_for_backward(normalized, scale, distances, low_at, high_at)
         ctx.selection = (start, length)
         ctx.features_meta = (tuple(features.shape), features.dtype, features.device)
