@@ -47,11 +47,9 @@ def _trainer(net, handler, epochs, data=None, loss=None, lr=0.01):
     )
 
 
-def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights():
-    net = _unet()
-    reference = copy.deepcopy(net)
-    without_term = copy.deepcopy(net)
-    handler = SauronPruning(lam=2.0, example_shape=SHAPE_2D, plot=False)
+def _one_training_step(net: nn.Module, lam: float) -> tuple[list[dict], dict]:
+    """One Sauron iteration on one batch: the batch and, after backward, the gradients, output and samples scored."""
+    handler = SauronPruning(lam=lam, example_shape=SHAPE_2D, plot=False)
     data = _data(batches=1)
     trainer = _trainer(net, handler, epochs=1, data=data)
     seen = {}
@@ -60,8 +58,17 @@ def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights()
     def keep(engine):
         seen["grads"] = {name: p.grad.clone() for name, p in engine.network.named_parameters()}
         seen["output"] = dict(engine.state.output)
+        seen["scored"] = [acc.num_samples for acc in handler.accumulators.values()]
 
     trainer.run()
+    return data, seen
+
+
+def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights():
+    net = _unet()
+    reference = copy.deepcopy(net)
+    without_term = copy.deepcopy(net)
+    data, seen = _one_training_step(net, lam=2.0)
     output = seen["output"]
     torch.testing.assert_close(output["loss"].detach(), output[SEG_LOSS_KEY] + 2.0 * output[PENALTY_KEY])
     assert output[PENALTY_KEY] > 0
@@ -85,22 +92,11 @@ def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights()
 
 def test_lambda_zero_logs_the_regulariser_without_adding_it_to_the_loss_or_the_gradient():
     net, plain = _unet(), _unet()
-    handler = SauronPruning(lam=0.0, example_shape=SHAPE_2D, plot=False)
-    data = _data(batches=1)
-    trainer = _trainer(net, handler, epochs=1, data=data)
-    seen = {}
-
-    @trainer.on(IterationEvents.BACKWARD_COMPLETED)
-    def keep(engine):
-        seen["grad"] = engine.network.model[0].conv.weight.grad.clone()
-        seen["output"] = dict(engine.state.output)
-        seen["scored"] = [acc.num_samples for acc in handler.accumulators.values()]
-
-    trainer.run()
+    data, seen = _one_training_step(net, lam=0.0)
     assert seen["output"][PENALTY_KEY] > 0 and not seen["output"][PENALTY_KEY].requires_grad
     torch.testing.assert_close(seen["output"]["loss"].detach(), seen["output"][SEG_LOSS_KEY])
     nn.BCEWithLogitsLoss()(plain(data[0]["image"]), data[0]["label"]).backward()
-    torch.testing.assert_close(seen["grad"], plain.model[0].conv.weight.grad)
+    torch.testing.assert_close(seen["grads"]["model.0.conv.weight"], plain.model[0].conv.weight.grad)
     assert seen["scored"] and all(samples == 2 for samples in seen["scored"])  # delta_prune is still measured
 
 
