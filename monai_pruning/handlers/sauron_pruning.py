@@ -53,7 +53,8 @@ class SauronPruning(PruningHandlerBase):
 
     - ``IterationEvents.LOSS_COMPLETED``: ``engine.state.output["loss"] += lam * R`` with R the mean delta_opt of
       the groups' feature maps (observed where they enter their first consumer, and measured there, during the
-      forward pass, while the maps are fresh in the CPU cache); the trainer's backward then trains on it. ``output["seg_loss"]`` and ``output["sauron_penalty"]`` keep the two parts (log them with
+      forward pass, while the maps are fresh in the CPU cache); the trainer's backward then trains on it.
+      ``output["seg_loss"]`` and ``output["sauron_penalty"]`` keep the two parts (log them with
       ``StatsHandler(output_transform=...)``). On the last ``score_batches`` batches of the epoch, delta_prune
       against one reference channel per group (drawn once per epoch from a generator seeded with ``seed``) is
       accumulated.
@@ -185,8 +186,10 @@ class SauronPruning(PruningHandlerBase):
         self.taps.enabled = True
 
     def _layer_captured(self, group: str, features: torch.Tensor, channels: tuple[int, int]) -> None:
-        """During the trainer's forward pass: the group's delta_opt distances and pooled maps, while its maps are
-        fresh (see :func:`~monai_pruning.criteria.delta_opt_and_pooled`)."""
+        """
+        During the trainer's forward pass: the group's delta_opt distances and pooled maps, while its maps are fresh
+        (see :func:`~monai_pruning.criteria.delta_opt_and_pooled`).
+        """
         if self.lam > 0 and torch.is_grad_enabled():
             self._layer_terms[group] = delta_opt_and_pooled(features, channels=channels)
         else:
