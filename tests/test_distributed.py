@@ -1,4 +1,4 @@
-"""The torch.distributed helpers: identity in one process, collectives on two CPU processes (gloo)."""
+"""The torch.distributed helpers: identity in one process, collectives on spawned CPU processes (gloo)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from monai_pruning.distributed import (
@@ -20,6 +19,8 @@ from monai_pruning.distributed import (
     sum_over_ranks,
     unwrap_network,
 )
+
+from process_groups import gloo_group, run_ranks
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
@@ -41,9 +42,8 @@ def test_without_a_process_group_every_helper_is_the_identity():
     assert unwrap_network(nn.DataParallel(net)) is net
 
 
-def test_rewrap_builds_a_new_wrapper_around_the_same_network_with_the_same_settings(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
-    try:
+def _rewrap_worker(rank_: int, init_file: str) -> None:
+    with gloo_group(init_file, rank_, 1):
         net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
         old = nn.parallel.DistributedDataParallel(
             net, find_unused_parameters=True, gradient_as_bucket_view=True, bucket_cap_mb=1, dim=0
@@ -57,14 +57,15 @@ def test_rewrap_builds_a_new_wrapper_around_the_same_network_with_the_same_setti
         assert any(p is net[0].weight for p in new._module_parameters)  # the new reducer knows the new parameter
         with pytest.raises(TypeError, match="expected a DistributedDataParallel"):
             rewrap(net)
-    finally:
-        dist.destroy_process_group()
+
+
+def test_rewrap_builds_a_new_wrapper_around_the_same_network_with_the_same_settings(tmp_path):
+    run_ranks(_rewrap_worker, 1, str(tmp_path / "init"))
 
 
 def _worker(rank_: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank_, world_size=2)
-    result: dict = {"distributed": is_distributed(), "rank": rank()}
-    try:
+    with gloo_group(init_file, rank_, 2):
+        result: dict = {"distributed": is_distributed(), "rank": rank()}
         result["decision"] = broadcast_plain(DECISION if rank_ == 0 else {"removals": "rank 1's own"})
         result["sum"] = sum_over_ranks(torch.tensor([1.5, rank_], dtype=torch.float32)).tolist()
         marker = Path(out) / "written_by_rank0"
@@ -80,13 +81,11 @@ def _worker(rank_: int, init_file: str, out: str) -> None:
         except RuntimeError:
             result["rank0_raised"] = True
         dist.barrier()
-    finally:
-        dist.destroy_process_group()
     (Path(out) / f"rank{rank_}.json").write_text(json.dumps(result))
 
 
 def test_on_two_ranks_rank_zeros_decision_reaches_everyone_sums_add_up_and_rank_zero_goes_first(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    run_ranks(_worker, 2, str(tmp_path / "init"), str(tmp_path))
     first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert first["distributed"] and second["distributed"] and (first["rank"], second["rank"]) == (0, 1)
     assert first["decision"] == second["decision"] == DECISION

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from ignite.engine import Events
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import MeanDice, ValidationHandler, from_engine
@@ -31,6 +30,8 @@ from monai_pruning.handlers.pruning_base import HISTORY_JSON, PruningHandlerErro
 from monai_pruning.handlers.sauron_pruning import SauronPruning
 from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
 from monai_pruning.handlers.taylorfo_scoring import score_channels
+
+from process_groups import gloo_group, run_ranks
 
 WORLD = 2
 SHAPE = (2, 1, 32, 32)
@@ -77,9 +78,8 @@ def _trainer(wrapper: nn.Module, evaluator: SupervisedEvaluator, handler, rank: 
 
 def _worker(rank: int, init_file: str, out: str, method: str) -> None:
     os.environ["LOCAL_RANK"] = str(rank)  # as torchrun sets it; Ignite warns without
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
-    try:
+    with gloo_group(init_file, rank, WORLD):
         net = _unet()
         widths_before = sum(ChannelPruner(net, SHAPE).widths().values())
         wrapper = nn.parallel.DistributedDataParallel(net)
@@ -110,12 +110,10 @@ def _worker(rank: int, init_file: str, out: str, method: str) -> None:
             },
             Path(out) / f"result{rank}.pt",
         )
-    finally:
-        dist.destroy_process_group()
 
 
 def _run(method: str, tmp_path: Path) -> list[dict]:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), method), nprocs=WORLD, join=True)
+    run_ranks(_worker, WORLD, str(tmp_path / "init"), str(tmp_path), method)
     return [torch.load(tmp_path / f"result{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
@@ -149,12 +147,9 @@ def test_ddp_rollback_restores_the_validated_network_on_every_rank_and_training_
 
 
 def _score_worker(rank: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
-    try:
+    with gloo_group(init_file, rank, WORLD):
         torch.save(_signed_scores([rank]), Path(out) / f"scores{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def _signed_scores(ranks: list[int]) -> dict[str, torch.Tensor]:
@@ -171,7 +166,7 @@ def _signed_scores(ranks: list[int]) -> dict[str, torch.Tensor]:
 
 
 def test_ddp_scores_summed_over_ranks_equal_the_scores_of_all_their_batches_in_one_process(tmp_path):
-    mp.spawn(_score_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    run_ranks(_score_worker, WORLD, str(tmp_path / "init"), str(tmp_path))
     per_rank = [torch.load(tmp_path / f"scores{r}.pt", weights_only=True) for r in range(WORLD)]
     alone = _signed_scores(list(range(WORLD)))
     assert set(per_rank[0]) == set(alone)
@@ -192,9 +187,8 @@ def _first_reference(seed: int) -> int:
 
 
 def _delta_prune_worker(rank: int, init_file: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     result = {}
-    try:
+    with gloo_group(init_file, rank, WORLD):
         # the same seed on every rank: one window over both ranks' samples
         for case, seed in (("same", 0), ("different", 0 if rank == 0 else _differing_seed())):
             handler = SauronPruning(seed=seed)
@@ -207,8 +201,6 @@ def _delta_prune_worker(rank: int, init_file: str, out: str) -> None:
                 result[case] = {"scores": scores.tolist(), "reference": reference, "samples": accumulator.num_samples}
             except PruningHandlerError as err:
                 result[case] = {"error": str(err)}
-    finally:
-        dist.destroy_process_group()
     (Path(out) / f"delta{rank}.json").write_text(json.dumps(result))
 
 
@@ -217,7 +209,7 @@ def _differing_seed() -> int:
 
 
 def test_ddp_delta_prune_windows_merge_over_ranks_and_differing_references_fail_on_every_rank(tmp_path):
-    mp.spawn(_delta_prune_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    run_ranks(_delta_prune_worker, WORLD, str(tmp_path / "init"), str(tmp_path))
     results = [json.loads((tmp_path / f"delta{r}.json").read_text()) for r in range(WORLD)]
     alone = DeltaPruneAccumulator(torch.Generator().manual_seed(0))
     for rank in range(WORLD):

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from monai.engines import SupervisedTrainer
 from monai.handlers import CheckpointLoader
 from monai.losses import DiceCELoss
@@ -25,6 +24,8 @@ from torch import nn
 from monai_pruning.distributed import wrapper_is_stale
 from monai_pruning.engine import ChannelPruner, PruningRecord
 from monai_pruning.handlers import RewrapReshapedNetwork
+
+from process_groups import gloo_group, run_ranks
 
 WORLD = 2
 SHAPE = (2, 1, 16, 16)
@@ -53,10 +54,9 @@ def _rank_data(rank: int) -> list[dict]:
 
 def _worker(rank: int, init_file: str, out: str, with_handler: bool) -> None:
     os.environ["LOCAL_RANK"] = str(rank)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
     result: dict = {}
-    try:
+    with gloo_group(init_file, rank, WORLD):
         net = _unet()
         wrapper = nn.parallel.DistributedDataParallel(net)
         optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
@@ -81,14 +81,12 @@ def _worker(rank: int, init_file: str, out: str, with_handler: bool) -> None:
         result["replaced"] = trainer.network is not wrapper and trainer.network.module is net
         # parameters only: the BatchNorm statistics of the last forward are rank 0's only from the next forward on
         result["state"] = {k: v.detach().clone() for k, v in net.named_parameters()}
-    finally:
-        dist.destroy_process_group()
     torch.save(result, Path(out) / f"result{rank}.pt")
 
 
 def _run(tmp_path: Path, with_handler: bool) -> list[dict]:
     _pruned_checkpoint(tmp_path / "pruned.pt")
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), with_handler), nprocs=WORLD, join=True)
+    run_ranks(_worker, WORLD, str(tmp_path / "init"), str(tmp_path), with_handler)
     return [torch.load(tmp_path / f"result{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
@@ -110,9 +108,8 @@ def test_without_the_handler_the_stale_wrapper_fails_or_lets_the_replicas_drift(
     assert "error" in results[0] or drifted
 
 
-def test_a_current_wrapper_or_a_plain_network_is_left_alone(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
-    try:
+def _left_alone_worker(rank: int, init_file: str) -> None:
+    with gloo_group(init_file, rank, 1):
         net = _unet()
         wrapper = nn.parallel.DistributedDataParallel(net)
         engine = type("Engine", (), {"network": wrapper})()
@@ -123,5 +120,7 @@ def test_a_current_wrapper_or_a_plain_network_is_left_alone(tmp_path):
         assert engine.network is net
         with pytest.raises(TypeError, match="expected a DistributedDataParallel"):
             wrapper_is_stale(net)
-    finally:
-        dist.destroy_process_group()
+
+
+def test_a_current_wrapper_or_a_plain_network_is_left_alone(tmp_path):
+    run_ranks(_left_alone_worker, 1, str(tmp_path / "init"))
