@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,28 +24,45 @@ def copy_bundle(name: str, destination: Path) -> Path:
     return root
 
 
+def _tail(result: subprocess.CompletedProcess) -> str:
+    return "\n".join(((result.stdout or "") + (result.stderr or "")).splitlines()[-40:])
+
+
+def run_python(root: Path, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """
+    ``python <args>`` in ``root``, output captured. The command runs in its own process group, and all of it is
+    killed when ``timeout`` (seconds) runs out: torchrun's ranks and DataLoader workers hold the output pipes, so
+    killing only the direct child would leave the test waiting for them forever.
+    """
+    process = subprocess.Popen([sys.executable, *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+        message = f"python {' '.join(args)} did not finish within {timeout:.0f} s:\n{_tail(result)}"
+        raise AssertionError(message) from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def monai_bundle(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <args>`` in the bundle folder; fails the test with the output tail on error."""
-    result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args],
-        cwd=root, capture_output=True, text=True, timeout=timeout,
-    )
+    result = run_python(root, "-m", "monai.bundle", *args, timeout=timeout)
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
-        raise AssertionError(f"monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{tail}")
+        raise AssertionError(f"monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{_tail(result)}")
     return result
 
 
 def torchrun_bundle(root: Path, nproc: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc_per_node <nproc> -m monai.bundle <args>`` (gloo on the CPU) in the bundle folder."""
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
-         "monai.bundle", *args],
-        cwd=root, capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    """``torchrun --standalone --nproc_per_node <nproc> -m monai.bundle <args>`` (gloo, CPU) in the bundle folder."""
+    result = run_python(root, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
+                        "monai.bundle", *args, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
-        raise AssertionError(f"torchrun monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{tail}")
+        raise AssertionError(
+            f"torchrun monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{_tail(result)}"
+        )
     return result
 
 
@@ -75,11 +93,8 @@ def export_pruned_torchscript(root: Path, *overrides: str):
 
 def assert_inference_fails_with_one_line(root: Path, input_dir: Path, message: str, *overrides: str) -> None:
     """Inference on ``input_dir`` stops with ``ERROR: <message>`` on one line, and no traceback."""
-    result = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs("inference.json"), "--input_dir",
-         str(input_dir), *overrides],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )
+    result = run_python(root, "-m", "monai.bundle", "run", "--config_file", configs("inference.json"), "--input_dir",
+                        str(input_dir), *overrides, timeout=300)
     assert result.returncode != 0
     assert f"ERROR: {message}" in result.stderr
     assert "Traceback" not in result.stderr

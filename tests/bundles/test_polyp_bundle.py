@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from bundle_cli import (
     copy_bundle,
     export_pruned_torchscript,
     monai_bundle,
+    run_python,
     torchrun_bundle,
     verify_metadata_and_network,
 )
@@ -73,8 +72,8 @@ def test_inference_writes_png_masks_in_the_input_size(trained, tmp_path):
 def test_a_resume_flag_that_is_not_true_or_false_stops_before_training_with_one_line(tmp_path):
     # the command line hands `--resume false` over as the string "false", which `if @resume` took for true
     root = copy_bundle(NAME, tmp_path)
-    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", configs("train.json"),
-                             "--resume", "maybe", *TINY], cwd=root, capture_output=True, text=True, timeout=300)
+    result = run_python(root, "-m", "monai.bundle", "run", "--config_file", configs("train.json"), "--resume", "maybe",
+                        *TINY, timeout=300)
     assert result.returncode != 0
     assert "ERROR: `resume` must be true or false, got 'maybe'." in result.stderr
     assert "Traceback" not in result.stderr
