@@ -188,12 +188,17 @@ class _DeltaOptDistances(torch.autograd.Function):
         ctx.selection = (start, length)
         ctx.features_meta = (tuple(features.shape), features.dtype, features.device)
         ctx.mark_non_differentiable(pooled)
+        # the pooled maps never receive a gradient: without this, autograd would hand backward a zero-filled tensor
+        # of their size (a quarter or an eighth of the layer's maps) on every batch
+        ctx.set_materialize_grads(False)
         return distances, pooled
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: Any, grad_distances: torch.Tensor, _grad_pooled_raw: Any
-    ) -> tuple[torch.Tensor, None, None, None]:
+        ctx: Any, grad_distances: torch.Tensor | None, _grad_pooled_raw: Any
+    ) -> tuple[torch.Tensor | None, None, None, None]:
+        if grad_distances is None:  # backward reached this layer only through the pooled maps' (absent) gradient
+            return None, None, None, None
         normalized, scale, distances, low_at, high_at = ctx.saved_tensors
         (start, length), (shape, dtype, device) = ctx.selection, ctx.features_meta
         batch, channels, pooled_spatial = normalized.shape[0], normalized.shape[1], normalized.shape[2:]

@@ -144,6 +144,19 @@ def test_delta_opt_of_a_channel_run_equals_that_of_the_narrowed_maps_and_gives_o
     torch.testing.assert_close(penalty, (narrowed.mean() + delta_opt(features).mean()) / 2)
 
 
+def test_delta_opt_backward_fills_no_zero_gradient_for_the_pooled_maps_it_also_returns():
+    # the pooled maps are not differentiable; autograd would otherwise hand backward a zero-filled tensor of their
+    # size for every layer and batch
+    features = torch.randn(2, 4, 64, 64, generator=torch.Generator().manual_seed(9)).requires_grad_()
+    distances, pooled = delta_opt_and_pooled(features)
+    assert not pooled.requires_grad
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        distances.sum().backward()
+    zeroing = ("aten::zeros", "aten::zeros_like", "aten::zero_")
+    zeroed = [event.name for event in profile.events() if event.name in zeroing]
+    assert zeroed == [] and features.grad.abs().sum() > 0
+
+
 def test_delta_opt_gradient_of_half_precision_maps_is_half_precision_and_finite():
     features = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(8)).half().requires_grad_()
     distances, _ = delta_opt_and_pooled(features)
