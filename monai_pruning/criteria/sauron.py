@@ -197,7 +197,7 @@ class _DeltaOptDistances(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: Any, grad_distances: torch.Tensor | None, _grad_pooled_raw: Any
     ) -> tuple[torch.Tensor | None, None, None, None]:
-        if grad_distances is None:  # grads are not materialised; only the distances are differentiable, so no grad
+        if grad_distances is None:  # not materialised: a call without one for the distances (gradcheck makes them)
             return None, None, None, None
         normalized, scale, distances, low_at, high_at = ctx.saved_tensors
         (start, length), (shape, dtype, device) = ctx.selection, ctx.features_meta

@@ -47,23 +47,24 @@ def run_python(root: Path, *args: str, timeout: float = 600, env: dict | None = 
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def _succeeded(result: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+    """``result`` itself if the command exited with 0; else the test fails with ``what`` and the output tail."""
+    if result.returncode != 0:
+        raise AssertionError(f"{what} failed with code {result.returncode}:\n{_tail(result)}")
+    return result
+
+
 def monai_bundle(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <args>`` in the bundle folder; fails the test with the output tail on error."""
     result = run_python(root, "-m", "monai.bundle", *args, timeout=timeout)
-    if result.returncode != 0:
-        raise AssertionError(f"monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{_tail(result)}")
-    return result
+    return _succeeded(result, f"monai.bundle {' '.join(args)}")
 
 
 def torchrun_bundle(root: Path, nproc: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node <nproc> -m monai.bundle <args>`` (gloo, CPU) in the bundle folder."""
     result = run_python(root, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m",
                         "monai.bundle", *args, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if result.returncode != 0:
-        raise AssertionError(
-            f"torchrun monai.bundle {' '.join(args)} failed with code {result.returncode}:\n{_tail(result)}"
-        )
-    return result
+    return _succeeded(result, f"torchrun monai.bundle {' '.join(args)}")
 
 
 def configs(*names: str) -> str:
