@@ -18,6 +18,7 @@ from .sauron import (
     delta_opt_penalty,
     delta_prune,
     mean_layer_distance,
+    most_redundant_within_cost,
 )
 from .taylor import (
     REDUCTION_MODES,
@@ -42,6 +43,7 @@ __all__ = [
     "delta_opt_penalty",
     "delta_prune",
     "mean_layer_distance",
+    "most_redundant_within_cost",
     "REDUCTION_MODES",
     "TaylorAccumulator",
     "fraction_to_count",

@@ -31,6 +31,7 @@ __all__ = [
     "ThresholdSchedule",
     "channels_to_cut",
     "mean_layer_distance",
+    "most_redundant_within_cost",
 ]
 
 def _check_feature_map(features: Any, where: str) -> None:
@@ -539,6 +540,68 @@ def channels_to_cut(scores: torch.Tensor, reference: int, tau: float, min_channe
         candidates = sorted(candidates, key=lambda c: (values[c], -c))[:removable]
     return sorted(candidates)
 
+
+
+def most_redundant_within_cost(
+    candidates: Mapping[str, Sequence[int]],
+    scores: Mapping[str, torch.Tensor],
+    thresholds: Mapping[str, float],
+    channel_costs: Mapping[str, float],
+    needed_cost: float,
+    unit_sizes: Mapping[str, int] | None = None,
+) -> dict[str, list[int]]:
+    """
+    The part of a Sauron cut that removes at least ``needed_cost``, most redundant channels first.
+
+    Used when a cut would pass a size target: rather than every channel below its threshold, only as many as the
+    target needs. Channels of different groups rank on one scale, their delta_prune relative to their group's
+    threshold (``score / tau``: 0 is a copy of the reference, 1 is at the threshold). A unit of ``k`` consecutive
+    channels (one GroupNorm group, which is only ever cut whole) ranks by its mean ratio and costs ``k`` channels.
+    Units are taken from the lowest ratio up until their summed cost reaches ``needed_cost``, so the result passes
+    it by less than one unit; when all candidates together cost less, all are returned.
+
+    Args:
+        candidates: group name -> channel indices the threshold rule would cut (e.g. from :func:`channels_to_cut`).
+        scores: group name -> (C,) delta_prune scores of the group.
+        thresholds: group name -> the group's tau (> 0 wherever there are candidates).
+        channel_costs: group name -> cost of one channel of the group (e.g. MACs, >= 0).
+        needed_cost: the cost the cut must remove at least (same unit as ``channel_costs``).
+        unit_sizes: group name -> unit size k; groups missing cut single channels.
+
+    Returns:
+        Group name -> sorted channel indices to remove, for the groups that lose any.
+    """
+    where = "most_redundant_within_cost"
+    if isinstance(needed_cost, bool) or not isinstance(needed_cost, (int, float)) or math.isnan(needed_cost):
+        raise ValueError(f"{where}: `needed_cost` must be a number, got {needed_cost!r}.")
+    sizes = dict(unit_sizes or {})
+    units: list[tuple[float, str, list[int]]] = []
+    for group, channels in candidates.items():
+        if not channels:
+            continue
+        if group not in scores or group not in thresholds or group not in channel_costs:
+            raise ValueError(f"{where}: group {group!r} needs a score, a threshold and a channel cost.")
+        tau = float(thresholds[group])
+        if not tau > 0:
+            raise ValueError(f"{where}: group {group!r} has candidates but a threshold of {tau!r} (must be > 0).")
+        values = scores[group].detach().double().cpu()
+        size = int(sizes.get(group, 1))
+        blocks: dict[int, list[int]] = {}
+        for channel in channels:
+            blocks.setdefault(int(channel) // size, []).append(int(channel))
+        for block, members in blocks.items():
+            if len(members) != size:
+                raise ValueError(f"{where}: group {group!r} would cut part of its unit {block} (unit size {size}).")
+            units.append((float(values[members].mean()) / tau, str(group), sorted(members)))
+    units.sort()
+    chosen: dict[str, list[int]] = {}
+    spent = 0.0
+    for _, group, members in units:
+        if spent >= needed_cost:
+            break
+        chosen.setdefault(group, []).extend(members)
+        spent += len(members) * float(channel_costs[group])
+    return {group: sorted(members) for group, members in chosen.items()}
 
 class ThresholdSchedule:
     """

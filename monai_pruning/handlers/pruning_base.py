@@ -60,7 +60,14 @@ else:
         "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
     )
 
-__all__ = ["PruningHandlerBase", "PruningHandlerError", "preserved_rng", "generator_state", "set_generator_state"]
+__all__ = [
+    "PruningHandlerBase",
+    "PruningHandlerError",
+    "optional_fraction",
+    "preserved_rng",
+    "generator_state",
+    "set_generator_state",
+]
 
 STATE_FORMAT = 1
 HISTORY_JSON = "pruning_history.json"
@@ -86,6 +93,15 @@ def config_flag(value: Any, name: str, where: str) -> bool:
         return read_flag(value, name)
     except ConfigValueError as err:
         raise PruningHandlerError(f"{where}: {err}") from None
+
+
+def optional_fraction(value: Any, name: str, where: str) -> float | None:
+    """``value`` as a float in (0, 1), or None; anything else is refused with a message naming ``where``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise PruningHandlerError(f"{where}: `{name}` must be a fraction in (0, 1) or None, got {value!r}.")
+    return float(value)
 
 
 @contextlib.contextmanager
@@ -332,6 +348,12 @@ class PruningHandlerBase:
         if self._cost is None:
             self._measure()
         return self._cost
+
+    def removed_fraction(self, quantity: str = "macs") -> float:
+        """Fraction of the starting ``"macs"`` or ``"params"`` removed so far (0 when the start had none)."""
+        start = self.reference[quantity]
+        current = getattr(self.complexity(), quantity)
+        return 1.0 - current / start if start else 0.0
 
     def channel_macs(self) -> dict[str, float]:
         """MACs (one sample, eval mode) that removing one channel of each group saves, cached until the next cut."""

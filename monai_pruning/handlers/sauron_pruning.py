@@ -22,6 +22,7 @@ from monai_pruning.criteria import (
     channels_to_cut,
     delta_opt_and_pooled,
     mean_layer_distance,
+    most_redundant_within_cost,
 )
 from monai_pruning.distributed import is_distributed, sum_over_ranks
 from monai_pruning.handlers.feature_taps import FeatureTaps
@@ -29,6 +30,7 @@ from monai_pruning.handlers.pruning_base import (
     PruningHandlerBase,
     PruningHandlerError,
     generator_state,
+    optional_fraction,
     set_generator_state,
 )
 
@@ -55,13 +57,18 @@ class SauronPruning(PruningHandlerBase):
       the groups' feature maps (observed where they enter their first consumer, and measured there, during the
       forward pass, while the maps are fresh in the CPU cache); the trainer's backward then trains on it.
       ``output["seg_loss"]`` and ``output["sauron_penalty"]`` keep the two parts (log them with
-      ``StatsHandler(output_transform=...)``). On the last ``score_batches`` batches of the epoch, delta_prune
+      ``StatsHandler(output_transform=...)``; the penalty reads 0 once a target has stopped the regulariser). On the last ``score_batches`` batches of the epoch, delta_prune
       against one reference channel per group (drawn once per epoch from a generator seeded with ``seed``) is
       accumulated.
     - ``Events.EPOCH_COMPLETED``: the thresholds are updated (plateau of the epoch's mean segmentation loss,
       stalled validation metric, fewer than ``mu`` of the group removed last time), then every group loses its
       channels with delta_prune < tau (never the reference, never below ``min_channels``). The optimizer keeps its
       state. One history row per epoch: widths and tau per group, MACs, parameters, epoch time, losses, metric.
+    - With ``target_macs_reduction``: the epoch whose cut would pass the target cuts only its most redundant
+      candidates (lowest delta_prune relative to tau), as many as the target needs; once the target is reached,
+      pruning stops and so does the regulariser (not computed, weight 0), and the remaining epochs fine-tune the
+      pruned network with the segmentation loss alone. The paper has no such stop; without a target (the default)
+      the thresholds decide the final size.
 
     See :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint, the
     handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``), resuming, and
@@ -80,6 +87,8 @@ class SauronPruning(PruningHandlerBase):
         score_batches: number of training batches at the end of each epoch on which delta_prune is measured;
             None: all batches of the epoch.
         seed: seed of the generator drawing the delta_prune reference channels.
+        target_macs_reduction: fraction in (0, 1) of the starting MACs (one sample of ``example_shape``, eval mode)
+            at which pruning and the regulariser stop; None: prune until training ends.
         kwargs: ``example_shape``, ``min_channels`` (default 2), ``output_dir``, ``plot``, ``summary_writer``,
             ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``, ``best_checkpoint``, ``name``:
             see :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase`.
@@ -103,6 +112,7 @@ class SauronPruning(PruningHandlerBase):
         plateau_tolerance: float = 0.0,
         score_batches: int | None = None,
         seed: int = 0,
+        target_macs_reduction: float | None = None,
         example_shape: Sequence[int] | None = None,
         min_channels: int = 2,
         output_dir: str | os.PathLike | None = None,
@@ -145,6 +155,8 @@ class SauronPruning(PruningHandlerBase):
         except ValueError as err:
             raise PruningHandlerError(f"SauronPruning: {err}") from None
         self.lam = float(lam)
+        self.target_macs_reduction = optional_fraction(target_macs_reduction, "target_macs_reduction", "SauronPruning")
+        self.target_epoch: int | None = None  # the epoch whose cut reached the target: no pruning after it
         self.score_batches = score_batches
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -183,7 +195,7 @@ class SauronPruning(PruningHandlerBase):
     def _iteration_started(self, engine: Engine) -> None:
         self.taps.clear()
         self._layer_terms = {}
-        self.taps.enabled = True
+        self.taps.enabled = self.target_epoch is None  # past the target: no regulariser, nothing to score
 
     def _layer_captured(self, group: str, features: torch.Tensor, channels: tuple[int, int]) -> None:
         """
@@ -245,38 +257,34 @@ class SauronPruning(PruningHandlerBase):
         self._sum_over_ranks()
         batches = self._epoch_sums["batches"]
         seg_loss = self._epoch_sums["seg_loss"] / batches if batches else None
-        penalty = self._epoch_sums["penalty"] / batches if batches else None
+        # past the target the regulariser is not measured: no value rather than a zero that reads as "converged"
+        penalty = self._epoch_sums["penalty"] / batches if batches and self.target_epoch is None else None
         if seg_loss is not None:
             self.train_losses.append(seg_loss)
-        known = {g: tuple(v) for g, v in self.last_cut.items() if g in self.pruner.prunable_groups}
-        thresholds = self.schedule.update(self.train_losses, self.val_metrics, known)
         widths = self.pruner.widths()
-        removals: dict[str, list[int]] = {}
-        for group in self.taps.groups:
-            accumulator = self.accumulators[group]
-            if accumulator.num_samples == 0:
-                continue
-            scores, reference = accumulator.compute()
-            if not torch.isfinite(scores).all():
-                self.logger.warning(f"SauronPruning: non-finite delta_prune in group {group!r}; not cut this epoch.")
-                continue
-            tau = self.schedule.threshold(group)
-            chosen = channels_to_cut(scores, reference, tau, min_channels=self.removal_floor(group))
-            unit = self.pruner.prunable_groups[group].unit
-            if unit > 1:  # GroupNorm: only whole groups of channels, all of whose members are redundant
-                picked = set(chosen)
-                chosen = [c for c in chosen if all(b in picked for b in range(c - c % unit, c - c % unit + unit))]
-            if chosen:
-                removals[group] = chosen
-        if is_distributed():
-            removals, thresholds = self._agree_with_rank_zero(removals)
+        if self.target_epoch is None:
+            known = {g: tuple(v) for g, v in self.last_cut.items() if g in self.pruner.prunable_groups}
+            thresholds = self.schedule.update(self.train_losses, self.val_metrics, known)
+            removals = self._removals()
+            if is_distributed():
+                removals, thresholds = self._agree_with_rank_zero(removals)
+        else:
+            thresholds, removals = self.schedule.thresholds, {}
         removed = self.cut(engine, removals) if removals else {}
         if not removals:
             self._reset_accumulators()
+        if self._target_reached():
+            self.target_epoch = int(engine.state.epoch)
+            self.logger.info(
+                f"SauronPruning: {100 * self.removed_fraction():.1f}% of MACs removed at epoch {self.target_epoch} "
+                f"(target {100 * self.target_macs_reduction:.1f}%): pruning and the regulariser stop; the remaining "
+                "epochs fine-tune the pruned network."
+            )
         self.last_cut = {group: [int(removed.get(group, 0)), int(width)] for group, width in widths.items()}
         self._epoch_sums = {"seg_loss": 0.0, "penalty": 0.0, "batches": 0}
         if seg_loss is not None:
             engine.state.metrics[SEG_LOSS_KEY] = seg_loss
+        if penalty is not None:
             engine.state.metrics[PENALTY_KEY] = penalty
         self.record(
             engine,
@@ -289,6 +297,47 @@ class SauronPruning(PruningHandlerBase):
                 "removed": {group: int(removed.get(group, 0)) for group in widths},
             },
         )
+
+    def _removals(self) -> dict[str, list[int]]:
+        """This epoch's cut: every group's channels below its threshold, limited to what the target still needs."""
+        removals: dict[str, list[int]] = {}
+        scores: dict[str, torch.Tensor] = {}
+        for group in self.taps.groups:
+            accumulator = self.accumulators[group]
+            if accumulator.num_samples == 0:
+                continue
+            scores[group], reference = accumulator.compute()
+            if not torch.isfinite(scores[group]).all():
+                self.logger.warning(f"SauronPruning: non-finite delta_prune in group {group!r}; not cut this epoch.")
+                continue
+            tau = self.schedule.threshold(group)
+            chosen = channels_to_cut(scores[group], reference, tau, min_channels=self.removal_floor(group))
+            unit = self.pruner.prunable_groups[group].unit
+            if unit > 1:  # GroupNorm: only whole groups of channels, all of whose members are redundant
+                picked = set(chosen)
+                chosen = [c for c in chosen if all(b in picked for b in range(c - c % unit, c - c % unit + unit))]
+            if chosen:
+                removals[group] = chosen
+        if self.target_macs_reduction is None or not removals:
+            return removals
+        # MACs the cut may remove before the target is passed; per-channel costs are those of the current widths
+        needed = self.complexity().macs - (1.0 - self.target_macs_reduction) * self.reference["macs"]
+        macs = self.channel_macs()
+        if sum(len(idx) * macs[group] for group, idx in removals.items()) <= needed:
+            return removals
+        return most_redundant_within_cost(
+            removals,
+            scores,
+            {group: self.schedule.threshold(group) for group in removals},
+            macs,
+            needed,
+            unit_sizes={group: self.pruner.prunable_groups[group].unit for group in removals},
+        )
+
+    def _target_reached(self) -> bool:
+        if self.target_epoch is not None or self.target_macs_reduction is None or not self.reference["macs"]:
+            return False
+        return self.removed_fraction() >= self.target_macs_reduction - 1e-12
 
     def _sum_over_ranks(self) -> None:
         """Distributed: the epoch's losses and the delta_prune windows over every rank's batches."""
@@ -327,7 +376,12 @@ class SauronPruning(PruningHandlerBase):
     def _summary(self, row: Mapping[str, Any]) -> str:
         taus = list(row["thresholds"].values())
         tau_text = f"tau {min(taus):.3g}-{max(taus):.3g}" if taus else "no groups"
-        seg = f", seg loss {row['seg_loss']:.4f}, delta_opt {row['penalty']:.4f}" if row["seg_loss"] is not None else ""
+        if row["seg_loss"] is None:
+            seg = ""
+        elif self.target_epoch is not None and row["epoch"] > self.target_epoch:
+            seg = f", seg loss {row['seg_loss']:.4f}, fine-tuning since the target at epoch {self.target_epoch}"
+        else:
+            seg = f", seg loss {row['seg_loss']:.4f}, delta_opt {row['penalty']:.4f}"
         return f"removed {row['removed_now']} channels ({tau_text}{seg})"
 
     # --- state --------------------------------------------------------------------------------------------------
@@ -340,6 +394,7 @@ class SauronPruning(PruningHandlerBase):
             "train_losses": list(self.train_losses),
             "last_cut": {group: list(entry) for group, entry in self.last_cut.items()},
             "epoch_sums": dict(self._epoch_sums),
+            "target_epoch": self.target_epoch,
         }
 
     def _load_method_state(self, state: Mapping[str, Any]) -> None:
@@ -351,6 +406,7 @@ class SauronPruning(PruningHandlerBase):
         set_generator_state(self.generator, state["generator"], where)
         self.train_losses = [float(v) for v in state.get("train_losses", [])]
         self.last_cut = {str(g): [int(v) for v in entry] for g, entry in state.get("last_cut", {}).items()}
+        self.target_epoch = int(state["target_epoch"]) if state.get("target_epoch") is not None else None
         sums = state.get("epoch_sums", {})
         self._epoch_sums = {
             "seg_loss": float(sums.get("seg_loss", 0.0)),

@@ -31,6 +31,7 @@ from monai_pruning.handlers.pruning_base import (
     PruningHandlerError,
     config_flag,
     generator_state,
+    optional_fraction,
     preserved_rng,
     set_generator_state,
 )
@@ -47,14 +48,6 @@ else:
 __all__ = ["TaylorFOPruning"]
 
 PRUNING, FINETUNE = "pruning", "finetune"
-
-
-def _optional_fraction(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
-        raise PruningHandlerError(f"TaylorFOPruning: `{name}` must be a fraction in (0, 1) or None, got {value!r}.")
-    return float(value)
 
 
 def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
@@ -219,9 +212,10 @@ class TaylorFOPruning(PruningHandlerBase):
         self.normalize_gradient = config_flag(normalize_gradient, "normalize_gradient", "TaylorFOPruning")
         self.layerwise_normalize = config_flag(layerwise_normalize, "layerwise_normalize", "TaylorFOPruning")
         self.macs_normalize = config_flag(macs_normalize, "macs_normalize", "TaylorFOPruning")
-        self.target_macs_reduction = _optional_fraction(target_macs_reduction, "target_macs_reduction")
-        self.target_params_reduction = _optional_fraction(target_params_reduction, "target_params_reduction")
-        self.max_step_macs_reduction = _optional_fraction(max_step_macs_reduction, "max_step_macs_reduction")
+        where = "TaylorFOPruning"
+        self.target_macs_reduction = optional_fraction(target_macs_reduction, "target_macs_reduction", where)
+        self.target_params_reduction = optional_fraction(target_params_reduction, "target_params_reduction", where)
+        self.max_step_macs_reduction = optional_fraction(max_step_macs_reduction, "max_step_macs_reduction", where)
         if tolerance is not None and (
             isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0
         ):
@@ -389,12 +383,8 @@ class TaylorFOPruning(PruningHandlerBase):
     def _target_reached(self) -> bool:
         if self.target_macs_reduction is None and self.target_params_reduction is None:
             return False
-        cost = self.complexity()
-        if self.target_macs_reduction is not None and self.reference["macs"]:
-            if 1.0 - cost.macs / self.reference["macs"] >= self.target_macs_reduction - 1e-12:
-                return True
-        if self.target_params_reduction is not None and self.reference["params"]:
-            if 1.0 - cost.params / self.reference["params"] >= self.target_params_reduction - 1e-12:
+        for quantity, target in (("macs", self.target_macs_reduction), ("params", self.target_params_reduction)):
+            if target is not None and self.reference[quantity] and self.removed_fraction(quantity) >= target - 1e-12:
                 return True
         return False
 

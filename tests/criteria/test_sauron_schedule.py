@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from monai_pruning.criteria.sauron import ThresholdSchedule, channels_to_cut
+from monai_pruning.criteria.sauron import ThresholdSchedule, channels_to_cut, most_redundant_within_cost
 
 # levels: 0.01, 0.11, 0.21, 0.31
 LEVELS = [0.01, 0.11, 0.21, 0.31]
@@ -253,3 +253,46 @@ def test_channels_to_cut_rejects_bad_arguments():
         channels_to_cut(torch.zeros(2, 2), reference=0, tau=0.1)
     with pytest.raises(ValueError, match=r"`min_channels` must be an int >= 1"):
         channels_to_cut(torch.zeros(2), reference=0, tau=0.1, min_channels=0)
+
+
+# two groups with different thresholds: a's candidates sit at 0.5 and 0.9 of tau, b's at 0.25 and 0.75
+_CANDIDATES = {"a": [1, 2], "b": [0, 3]}
+_SCORES = {"a": torch.tensor([0.0, 0.05, 0.09, 0.5]), "b": torch.tensor([0.1, 0.9, 0.9, 0.3])}
+_TAUS = {"a": 0.1, "b": 0.4}
+_COSTS = {"a": 10.0, "b": 4.0}
+
+
+@pytest.mark.parametrize(
+    "needed, expected",
+    [
+        (0.0, {}),  # nothing needed: nothing cut
+        (4.0, {"b": [0]}),  # b0 (ratio 0.25) alone reaches it
+        (12.0, {"a": [1], "b": [0]}),  # b0 then a1 (0.5): 14 >= 12, passed by less than a1's cost
+        (15.0, {"a": [1], "b": [0, 3]}),  # then b3 (0.75)
+        (100.0, {"a": [1, 2], "b": [0, 3]}),  # more than all candidates cost: all of them
+    ],
+)
+def test_cut_within_cost_takes_the_lowest_delta_prune_relative_to_tau_first_until_the_cost_is_reached(
+    needed, expected
+):
+    assert most_redundant_within_cost(_CANDIDATES, _SCORES, _TAUS, _COSTS, needed) == expected
+
+
+def test_cut_within_cost_ranks_groupnorm_units_by_their_mean_and_takes_them_whole():
+    scores = {"g": torch.tensor([0.1, 0.3, 0.9, 0.9, 0.05, 0.05])}
+    chosen = most_redundant_within_cost({"g": [0, 1, 4, 5]}, scores, {"g": 1.0}, {"g": 1.0}, 1.0, {"g": 2})
+    assert chosen == {"g": [4, 5]}  # mean 0.05 before mean 0.2; one unit of two channels passes the needed 1
+
+
+@pytest.mark.parametrize(
+    "candidates, taus, costs, units, message",
+    [
+        ({"g": [0]}, {"g": 1.0}, {"g": 1.0}, {"g": 2}, "would cut part of its unit 0"),
+        ({"g": [0]}, {"g": 0.0}, {"g": 1.0}, None, "threshold of 0.0"),
+        ({"g": [0]}, {"g": 1.0}, {}, None, "needs a score, a threshold and a channel cost"),
+    ],
+)
+def test_cut_within_cost_rejects_inconsistent_arguments(candidates, taus, costs, units, message):
+    scores = {"g": torch.tensor([0.1, 0.2])}
+    with pytest.raises(ValueError, match=message):
+        most_redundant_within_cost(candidates, scores, taus, costs, 1.0, units)

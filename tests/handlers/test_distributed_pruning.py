@@ -88,6 +88,8 @@ def _worker(rank: int, init_file: str, out: str, method: str) -> None:
         common = {"example_shape": SHAPE, "output_dir": output_dir, "plot": False, "validator": evaluator}
         if method == "sauron":
             handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=2, seed=3, **common)
+        elif method == "sauron_target":  # the first cut is limited to the target, then pruning stops
+            handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=2, seed=3, target_macs_reduction=0.1, **common)
         elif method == "taylorfo":
             handler = TaylorFOPruning(prune_count=6, score_batches=2, tolerance=None, **common)
         else:  # "rollback": the first validation after the cut fails, the cut is undone
@@ -126,7 +128,7 @@ def _assert_replicas_identical(results: list[dict]) -> None:
         assert result["wraps_the_network"] and result["validator_follows"]
 
 
-@pytest.mark.parametrize("method", ["sauron", "taylorfo"])
+@pytest.mark.parametrize("method", ["sauron", "sauron_target", "taylorfo"])
 def test_ddp_ranks_cut_the_same_channels_and_keep_identical_replicas_after_the_cut(method, tmp_path):
     results = _run(method, tmp_path)
     _assert_replicas_identical(results)
@@ -137,6 +139,9 @@ def test_ddp_ranks_cut_the_same_channels_and_keep_identical_replicas_after_the_c
     assert not (tmp_path / "rank1").exists()
     rows = json.loads((tmp_path / "rank0" / HISTORY_JSON).read_text())
     assert len(rows) == 3
+    if method == "sauron_target":
+        assert rows[0]["removed_now"] > 0 and 0.8 < rows[0]["macs_ratio"] <= 0.9
+        assert [row["removed_now"] for row in rows[1:]] == [0, 0] and rows[2]["penalty"] is None
 
 
 def test_ddp_rollback_restores_the_validated_network_on_every_rank_and_training_stays_in_sync(tmp_path):

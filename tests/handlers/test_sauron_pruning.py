@@ -169,7 +169,7 @@ def test_delta_prune_is_measured_on_the_last_score_batches_of_each_epoch():
     assert SauronPruning()._scoring_batch(engine)  # default: every batch
 
 
-def _resumable_run(tmp_path, epochs: int, resume_from=None):
+def _resumable_run(tmp_path, epochs: int, resume_from=None, target=None):
     """Trainer + evaluator + Sauron + CheckpointSaver every epoch, as a bundle would wire them."""
     net = _unet()
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
@@ -184,7 +184,7 @@ def _resumable_run(tmp_path, epochs: int, resume_from=None):
     )
     handler = SauronPruning(
         tau_start=0.2, tau_max=0.8, kappa=3, patience=2, mu=0.5, example_shape=SHAPE_2D, plot=False,
-        validator=validator, output_dir=tmp_path / "records",
+        validator=validator, output_dir=tmp_path / "records", target_macs_reduction=target,
     )
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
@@ -209,16 +209,21 @@ def _comparable(rows):
     return [{k: v for k, v in row.items() if k != "time_s"} for row in rows]
 
 
-def test_a_run_killed_and_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(tmp_path):
-    full_net, full_opt, full = _resumable_run(tmp_path / "full", epochs=6)
+@pytest.mark.parametrize("target", [None, 0.1], ids=["no_target", "target_reached_after_the_resume_point"])
+def test_a_run_killed_and_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(tmp_path, target):
+    full_net, full_opt, full = _resumable_run(tmp_path / "full", epochs=6, target=target)
     rows = full.history.rows
     assert sum(row["removed_now"] for row in rows[3:]) > 0  # cuts happen after the resume point too
     assert len({tau for row in rows for tau in row["thresholds"].values()}) > 1  # and thresholds rise
+    if target is not None:  # and the stop comes after it: the resumed run must find it on its own
+        assert full.target_epoch == 4 and all(row["removed_now"] == 0 for row in rows[4:])
     checkpoint = next((tmp_path / "full" / "ckpt").glob("*epoch=3.pt"))
     content = torch.load(checkpoint, weights_only=True)
     assert content["pruner"]["method_state"]["schedule"]["groups"]
 
-    resumed_net, resumed_opt, resumed = _resumable_run(tmp_path / "resumed", epochs=6, resume_from=checkpoint)
+    resumed_net, resumed_opt, resumed = _resumable_run(
+        tmp_path / "resumed", epochs=6, resume_from=checkpoint, target=target
+    )
     assert _comparable(resumed.history.rows) == _comparable(rows)
     full_state, resumed_state = full.state_dict(), resumed.state_dict()
     for state in (full_state, resumed_state):
@@ -229,6 +234,35 @@ def test_a_run_killed_and_resumed_from_its_checkpoint_ends_exactly_like_an_unint
     full_moments, resumed_moments = full_opt.state_dict()["state"], resumed_opt.state_dict()["state"]
     for index, entry in full_moments.items():
         torch.testing.assert_close(resumed_moments[index]["exp_avg"], entry["exp_avg"])
+
+
+def test_target_limits_the_cut_that_reaches_it_then_stops_pruning_and_the_regulariser():
+    runs = {}
+    for target in (None, 0.1):
+        net = _unet()
+        handler = SauronPruning(
+            tau_start=0.6, tau_max=0.9, kappa=2, example_shape=SHAPE_2D, plot=False, target_macs_reduction=target
+        )
+        trainer = _trainer(net, handler, epochs=3)
+        outputs = []
+        trainer.add_event_handler(IterationEvents.LOSS_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
+        trainer.run()
+        runs[target] = (handler, outputs)
+    free, _ = runs[None]
+    stopped, outputs = runs[0.1]
+    removed = [1 - row["macs_ratio"] for row in stopped.history.rows]
+    # without a target the first cut removes more than half of the MACs; with one, only the most redundant channels
+    # of that cut go, enough to pass 10%
+    assert 1 - free.history.rows[0]["macs_ratio"] > 0.5
+    assert 0.1 <= removed[0] < 0.2 and 0 < stopped.history.rows[0]["removed_now"] < free.history.rows[0]["removed_now"]
+    assert stopped.target_epoch == 1
+    # after it: same widths, no delta_opt in the loss, nothing measured or accumulated
+    assert removed[1:] == [removed[0]] * 2 and [row["removed_now"] for row in stopped.history.rows[1:]] == [0, 0]
+    assert [row["penalty"] is None for row in stopped.history.rows] == [False, True, True]
+    later = outputs[2:]  # two batches per epoch
+    assert all(torch.equal(o["loss"], o[SEG_LOSS_KEY]) and float(o[PENALTY_KEY]) == 0.0 for o in later)
+    assert all(acc.num_samples == 0 for acc in stopped.accumulators.values())
+    assert stopped.state_dict()["method_state"]["target_epoch"] == 1
 
 
 def test_final_pruned_checkpoint_reloads_into_a_fresh_network_with_weights_only(tmp_path):
@@ -248,6 +282,7 @@ def test_final_pruned_checkpoint_reloads_into_a_fresh_network_with_weights_only(
         ({"tau_start": 0.5, "tau_max": 0.1}, "tau_start <= tau_max"),
         ({"score_batches": 0}, "`score_batches` must be an int >= 1 or None"),
         ({"kappa": 0}, "`kappa` must be an int >= 1"),
+        ({"target_macs_reduction": 1.0}, "`target_macs_reduction` must be a fraction in \\(0, 1\\)"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
