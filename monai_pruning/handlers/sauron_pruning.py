@@ -57,9 +57,9 @@ class SauronPruning(PruningHandlerBase):
       the groups' feature maps (observed where they enter their first consumer, and measured there, during the
       forward pass, while the maps are fresh in the CPU cache); the trainer's backward then trains on it.
       ``output["seg_loss"]`` and ``output["sauron_penalty"]`` keep the two parts (log them with
-      ``StatsHandler(output_transform=...)``; the penalty reads 0 once a target has stopped the regulariser). On the last ``score_batches`` batches of the epoch, delta_prune
-      against one reference channel per group (drawn once per epoch from a generator seeded with ``seed``) is
-      accumulated.
+      ``StatsHandler(output_transform=...)``; the penalty reads 0 once a target has stopped the regulariser). On the
+      last ``score_batches`` batches of the epoch, delta_prune against one reference channel per group (drawn once
+      per epoch from a generator seeded with ``seed``) is accumulated.
     - ``Events.EPOCH_COMPLETED``: the thresholds are updated (plateau of the epoch's mean segmentation loss,
       stalled validation metric, fewer than ``mu`` of the group removed last time), then every group loses its
       channels with delta_prune < tau (never the reference, never below ``min_channels``). The optimizer keeps its
