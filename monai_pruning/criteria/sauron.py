@@ -541,7 +541,6 @@ def channels_to_cut(scores: torch.Tensor, reference: int, tau: float, min_channe
     return sorted(candidates)
 
 
-
 def most_redundant_within_cost(
     candidates: Mapping[str, Sequence[int]],
     scores: Mapping[str, torch.Tensor],
@@ -602,6 +601,7 @@ def most_redundant_within_cost(
         chosen.setdefault(group, []).extend(members)
         spent += len(members) * float(channel_costs[group])
     return {group: sorted(members) for group, members in chosen.items()}
+
 
 class ThresholdSchedule:
     """

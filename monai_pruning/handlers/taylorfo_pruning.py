@@ -381,8 +381,6 @@ class TaylorFOPruning(PruningHandlerBase):
         return self.validator is not None and self.tolerance is not None
 
     def _target_reached(self) -> bool:
-        if self.target_macs_reduction is None and self.target_params_reduction is None:
-            return False
         for quantity, target in (("macs", self.target_macs_reduction), ("params", self.target_params_reduction)):
             if target is not None and self.reference[quantity] and self.removed_fraction(quantity) >= target - 1e-12:
                 return True
