@@ -355,6 +355,10 @@ class PruningHandlerBase:
         current = getattr(self.complexity(), quantity)
         return 1.0 - current / start if start else 0.0
 
+    def target_met(self, quantity: str, target: float | None) -> bool:
+        """Whether ``target`` (a fraction, None: no target) of the starting ``"macs"``/``"params"`` is removed."""
+        return target is not None and self.removed_fraction(quantity) >= target - 1e-12
+
     def channel_macs(self) -> dict[str, float]:
         """MACs (one sample, eval mode) that removing one channel of each group saves, cached until the next cut."""
         if self._layer_macs is None:

@@ -335,9 +335,7 @@ class SauronPruning(PruningHandlerBase):
         )
 
     def _target_reached(self) -> bool:
-        if self.target_epoch is not None or self.target_macs_reduction is None or not self.reference["macs"]:
-            return False
-        return self.removed_fraction() >= self.target_macs_reduction - 1e-12
+        return self.target_epoch is None and self.target_met("macs", self.target_macs_reduction)
 
     def _sum_over_ranks(self) -> None:
         """Distributed: the epoch's losses and the delta_prune windows over every rank's batches."""

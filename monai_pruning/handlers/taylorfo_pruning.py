@@ -381,10 +381,9 @@ class TaylorFOPruning(PruningHandlerBase):
         return self.validator is not None and self.tolerance is not None
 
     def _target_reached(self) -> bool:
-        for quantity, target in (("macs", self.target_macs_reduction), ("params", self.target_params_reduction)):
-            if target is not None and self.reference[quantity] and self.removed_fraction(quantity) >= target - 1e-12:
-                return True
-        return False
+        return self.target_met("macs", self.target_macs_reduction) or self.target_met(
+            "params", self.target_params_reduction
+        )
 
     # --- one pruning step ---------------------------------------------------------------------------------------
     def step(self, engine: Engine) -> dict[str, int]:
