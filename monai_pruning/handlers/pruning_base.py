@@ -147,6 +147,9 @@ class PruningHandlerBase:
         example_shape: ``(batch, channels, *spatial)`` of a training input, used to trace the channel flow; the
             MACs are reported for one sample of this shape. None: taken from the first training batch (batch 2).
         min_channels: every group keeps at least this many channels (rounded up to whole GroupNorm groups).
+        min_width_fraction: every group also keeps at least this fraction of the channels it had when pruning
+            started (rounded up), in [0, 1); 0: only ``min_channels``. Deep groups work at low resolution, so their
+            channels cost few MACs each: a relative floor keeps a path through the bottleneck for little cost.
         output_dir: folder for ``pruning_history.json`` / ``.csv`` and ``channels.png``; None writes no files.
         plot: redraw ``channels.png`` after every record row (about 0.2 s each).
         summary_writer: TensorBoard writer (anything with ``add_scalar``) for the record rows.
@@ -165,6 +168,7 @@ class PruningHandlerBase:
         self,
         example_shape: Sequence[int] | None = None,
         min_channels: int = 2,
+        min_width_fraction: float = 0.0,
         output_dir: str | os.PathLike | None = None,
         plot: bool = True,
         summary_writer: Any = None,
@@ -186,6 +190,14 @@ class PruningHandlerBase:
                 )
         if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
             raise PruningHandlerError(f"{where}: `min_channels` must be an int >= 1, got {min_channels!r}.")
+        if (
+            isinstance(min_width_fraction, bool)
+            or not isinstance(min_width_fraction, (int, float))
+            or not 0.0 <= float(min_width_fraction) < 1.0
+        ):
+            raise PruningHandlerError(
+                f"{where}: `min_width_fraction` must be a fraction in [0, 1), got {min_width_fraction!r}."
+            )
         if metric_mode not in ("max", "min"):
             raise PruningHandlerError(f"{where}: `metric_mode` must be 'max' or 'min', got {metric_mode!r}.")
         if summary_writer is not None and not callable(getattr(summary_writer, "add_scalar", None)):
@@ -196,6 +208,7 @@ class PruningHandlerBase:
             raise PruningHandlerError(f"{where}: `validator` must be an evaluator engine, got {type(validator)}.")
         self.example_shape = tuple(example_shape) if example_shape is not None else None
         self.min_channels = min_channels
+        self.min_width_fraction = float(min_width_fraction)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.plot = config_flag(plot, "plot", where)
         self.summary_writer = summary_writer
@@ -212,7 +225,8 @@ class PruningHandlerBase:
         self._cost: Complexity | None = None
         self._layer_macs: dict[str, int] | None = None
         self.history = PruningHistory()
-        self.reference: dict[str, int] | None = None  # params, macs, channels of the network when pruning started
+        # params, macs, channels and per-group widths of the network when pruning started
+        self.reference: dict[str, Any] | None = None
         self.val_metrics: list[float] = []
         self.best_since_cut: float | None = None
         self.cuts = 0
@@ -252,7 +266,15 @@ class PruningHandlerBase:
             self.logger.warning(f"{type(self).__name__}: {name} has no prunable channel group.")
         if self.reference is None:
             cost = self.complexity()
-            self.reference = {"params": cost.params, "macs": cost.macs, "channels": sum(self.pruner.widths().values())}
+            widths = self.pruner.widths()
+            self.reference = {
+                "params": cost.params, "macs": cost.macs, "channels": sum(widths.values()), "widths": widths
+            }
+        if self.min_width_fraction > 0 and "widths" not in self.reference:
+            raise PruningHandlerError(
+                f"{type(self).__name__}: the resumed pruning state predates `min_width_fraction` (no starting widths "
+                "recorded); resume with min_width_fraction=0 or start a new run."
+            )
         self._pruner_ready(engine)
 
     def _shape_from_batch(self, engine: Engine) -> tuple[int, ...]:
@@ -430,8 +452,17 @@ class PruningHandlerBase:
         self._pruner_ready(engine)
 
     def removal_floor(self, group: str) -> int:
-        """The fewest channels ``group`` may keep: ``min_channels`` rounded up to whole units (GroupNorm groups)."""
-        return self.pruner.prunable_groups[group].size - self.pruner.removable(group)
+        """
+        The fewest channels ``group`` may keep: ``min_channels``, or ``min_width_fraction`` of its starting width
+        when that is more, rounded up to whole units (GroupNorm groups); never more than it has now.
+        """
+        size = self.pruner.prunable_groups[group].size
+        floor = size - self.pruner.removable(group)
+        if self.min_width_fraction > 0:
+            unit = self.pruner.prunable_groups[group].unit
+            relative = math.ceil(self.min_width_fraction * self.reference["widths"][group] - 1e-9)
+            floor = max(floor, -(-relative // unit) * unit)
+        return min(floor, size)
 
     # --- records ------------------------------------------------------------------------------------------------
     def maybe_save_best(self, engine: Engine, metric: float | None) -> None:
@@ -496,7 +527,11 @@ class PruningHandlerBase:
         self.history.write_csv(self.output_dir / HISTORY_CSV)
         if self.plot:
             title = f"{self.method}: channels per group"
-            plot_channel_history(self.history, self.output_dir / CHANNELS_PNG, title=title)
+            plot_channel_history(self.history, self.output_dir / CHANNELS_PNG, title=title, marks=self.plot_marks())
+
+    def plot_marks(self) -> dict[str, float]:
+        """Epochs worth a labelled line on the channel plot (where pruning stopped); none by default."""
+        return {}
 
     def _write_tensorboard(self, row: Mapping[str, Any]) -> None:
         if not self.writes_files():
@@ -515,7 +550,10 @@ class PruningHandlerBase:
             "format_version": STATE_FORMAT,
             "method": self.method,
             "history": self.history.state_dict(),
-            "reference": dict(self.reference) if self.reference is not None else None,
+            "reference": (
+                {key: dict(value) if isinstance(value, Mapping) else value for key, value in self.reference.items()}
+                if self.reference is not None else None
+            ),
             "example_shape": list(self.example_shape) if self.example_shape is not None else None,
             "val_metrics": list(self.val_metrics),
             "best_since_cut": self.best_since_cut,
@@ -535,7 +573,10 @@ class PruningHandlerBase:
                 f"{where}: the checkpoint holds a {state_dict.get('method')!r} pruning state, this is {self.method!r}."
             )
         self.history.load_state_dict(state_dict["history"])
-        self.reference = dict(state_dict["reference"]) if state_dict.get("reference") is not None else None
+        reference = state_dict.get("reference")
+        self.reference = None if reference is None else {
+            key: dict(value) if isinstance(value, Mapping) else value for key, value in reference.items()
+        }
         if state_dict.get("example_shape") is not None and self.example_shape is None:
             self.example_shape = tuple(int(s) for s in state_dict["example_shape"])
         self.val_metrics = [float(v) for v in state_dict.get("val_metrics", [])]

@@ -89,8 +89,9 @@ class SauronPruning(PruningHandlerBase):
         seed: seed of the generator drawing the delta_prune reference channels.
         target_macs_reduction: fraction in (0, 1) of the starting MACs (one sample of ``example_shape``, eval mode)
             at which pruning and the regulariser stop; None: prune until training ends.
-        kwargs: ``example_shape``, ``min_channels`` (default 2), ``output_dir``, ``plot``, ``summary_writer``,
-            ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``, ``best_checkpoint``, ``name``:
+        kwargs: ``example_shape``, ``min_channels`` (default 2), ``min_width_fraction`` (default 0), ``output_dir``,
+            ``plot``, ``summary_writer``, ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``,
+            ``best_checkpoint``, ``name``:
             see :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase`.
 
     Example (bundle config; between ``ValidationHandler`` and ``CheckpointSaver`` in the trainer's handlers)::
@@ -115,6 +116,7 @@ class SauronPruning(PruningHandlerBase):
         target_macs_reduction: float | None = None,
         example_shape: Sequence[int] | None = None,
         min_channels: int = 2,
+        min_width_fraction: float = 0.0,
         output_dir: str | os.PathLike | None = None,
         plot: bool = True,
         summary_writer: Any = None,
@@ -128,6 +130,7 @@ class SauronPruning(PruningHandlerBase):
         super().__init__(
             example_shape=example_shape,
             min_channels=min_channels,
+            min_width_fraction=min_width_fraction,
             output_dir=output_dir,
             plot=plot,
             summary_writer=summary_writer,
@@ -383,6 +386,9 @@ class SauronPruning(PruningHandlerBase):
         return f"removed {row['removed_now']} channels ({tau_text}{seg})"
 
     # --- state --------------------------------------------------------------------------------------------------
+    def plot_marks(self) -> dict[str, float]:
+        return {"target reached": self.target_epoch} if self.target_epoch is not None else {}
+
     def _method_state(self) -> dict[str, Any]:
         return {
             "lam": self.lam,

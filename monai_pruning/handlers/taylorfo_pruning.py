@@ -125,8 +125,9 @@ class TaylorFOPruning(PruningHandlerBase):
             (ints) or fractions (floats) of the prunable channels; written to ``output_dir``.
         one_shot_evaluate: ``evaluate_fn(network) -> float`` for the one-shot curve (needed with
             ``one_shot_steps``), e.g. :func:`~monai_pruning.handlers.one_shot_curve.evaluator_metric_fn`.
-        kwargs: ``example_shape``, ``min_channels`` (default 2), ``output_dir``, ``plot``, ``summary_writer``,
-            ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``, ``best_checkpoint``, ``name``.
+        kwargs: ``example_shape``, ``min_channels`` (default 2), ``min_width_fraction`` (default 0), ``output_dir``,
+            ``plot``, ``summary_writer``, ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``,
+            ``best_checkpoint``, ``name``.
 
     Example (bundle config; between ``ValidationHandler`` and ``CheckpointSaver`` in the trainer's handlers)::
 
@@ -163,6 +164,7 @@ class TaylorFOPruning(PruningHandlerBase):
         one_shot_evaluate: Callable[[torch.nn.Module], float] | None = None,
         example_shape: Sequence[int] | None = None,
         min_channels: int = 2,
+        min_width_fraction: float = 0.0,
         output_dir: str | os.PathLike | None = None,
         plot: bool = True,
         summary_writer: Any = None,
@@ -176,6 +178,7 @@ class TaylorFOPruning(PruningHandlerBase):
         super().__init__(
             example_shape=example_shape,
             min_channels=min_channels,
+            min_width_fraction=min_width_fraction,
             output_dir=output_dir,
             plot=plot,
             summary_writer=summary_writer,
@@ -510,6 +513,13 @@ class TaylorFOPruning(PruningHandlerBase):
         self.steps = int(snapshot["steps"])
 
     # --- state --------------------------------------------------------------------------------------------------
+    def plot_marks(self) -> dict[str, float]:
+        for row in self.history.rows:
+            stops = [event for event in str(row.get("events") or "").split(",") if event.startswith("stop:")]
+            if stops:
+                return {f"pruning stopped ({stops[0][len('stop:'):]})": row["epoch"]}
+        return {}
+
     def _method_state(self) -> dict[str, Any]:
         return {
             "phase": self.phase,

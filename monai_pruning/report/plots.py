@@ -92,6 +92,7 @@ def plot_channel_history(
     log_y: bool = False,
     legend_limit: int = 20,
     title: str | None = None,
+    marks: Mapping[str, float] | None = None,
 ) -> Path:
     """
     Channels kept per group over a run (one line per group) and, on a second panel, the total MACs.
@@ -106,13 +107,20 @@ def plot_channel_history(
         legend_limit: a legend (placed outside the axes) is drawn for at most this many groups; above it, the colour
             map alone orders the lines from first to last group and the title says so.
         title: figure title.
+        marks: ``{label: x}``, moments to show as labelled vertical dashed lines on both panels (in ``x`` units),
+            e.g. ``{"target reached": 96}`` where a run stopped pruning and went on training.
 
     Raises:
-        ValueError: no rows, or no row has a ``key`` dict, or ``path`` does not end with ``.png``.
+        ValueError: no rows, or no row has a ``key`` dict, ``path`` does not end with ``.png``, or a mark is not a
+            number.
     """
     where = "plot_channel_history"
     rows = _check_rows(rows, where)
     destination = _check_png_path(path, where)
+    marks = dict(marks or {})
+    for label, position in marks.items():
+        if not _is_number(position):
+            raise ValueError(f"{where}: mark {label!r} must be a number on the {x!r} axis, got {position!r}.")
     width_rows = [row for row in rows if isinstance(row.get(key), Mapping)]
     if not width_rows:
         raise ValueError(f"{where}: no row has a {key!r} dict of channel counts.")
@@ -158,6 +166,13 @@ def plot_channel_history(
         bottom.set_xlabel(macs_x_label)
     else:
         top.set_xlabel(x_label)
+    for label, position in marks.items():
+        for axis in axes:
+            axis.axvline(float(position), color="grey", linestyle="--", linewidth=1)
+        note = top.annotate(str(label), xy=(float(position), 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(-3, -3), textcoords="offset points", rotation=90, ha="right", va="top",
+                            fontsize="small", color="grey")
+        note.set_in_layout(False)  # inside the axes: it must not shift the panels
     return _save(figure, destination, where)
 
 

@@ -80,6 +80,9 @@ def test_a_data_parallel_network_is_refused_with_one_clear_line_naming_the_alter
         ({"example_shape": (2, 16, 16, 0)}, "example_shape"),
         ({"example_shape": "2,1,16"}, "example_shape"),
         ({"min_channels": 0}, "min_channels"),
+        ({"min_width_fraction": 1.0}, "min_width_fraction"),
+        ({"min_width_fraction": -0.1}, "min_width_fraction"),
+        ({"min_width_fraction": True}, "min_width_fraction"),
         ({"metric_mode": "best"}, "metric_mode"),
         ({"summary_writer": object()}, "add_scalar"),
     ],
@@ -184,6 +187,46 @@ def test_state_dict_loads_with_weights_only_and_restores_into_a_fresh_handler():
     fresh.load_state_dict(state)
     assert fresh.state_dict() == handler.state_dict()
     assert fresh.pruner is None and fresh.example_shape == SHAPE
+
+
+def test_min_width_fraction_floors_each_group_at_a_share_of_its_starting_width_across_cuts_and_resume():
+    net = _unet()  # groups of 4, 8, 16 and 4 channels
+    handler = PruningHandlerBase(example_shape=SHAPE, min_channels=2, min_width_fraction=0.3)
+    trainer = _trainer(net, [handler])
+    handler._ensure_pruner(trainer)
+    widths = handler.pruner.widths()
+    assert handler.reference["widths"] == widths
+    # ceil(0.3 * width), never below min_channels: 4 -> 2, 8 -> 3, 16 -> 5
+    assert {g: handler.removal_floor(g) for g in widths} == {
+        g: max(2, -(-3 * w // 10)) for g, w in widths.items()
+    }
+    deep = "model.1.submodule.1.submodule.conv"
+    assert widths[deep] == 16
+    handler.cut(trainer, {deep: list(range(10))})
+    assert handler.removal_floor(deep) == 5  # measured on the starting 16 channels, not on the 6 left
+    # the starting widths travel with the state (plain data), so a resumed run keeps the same floors
+    buffer = io.BytesIO()
+    torch.save(handler.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = PruningHandlerBase(example_shape=SHAPE, min_width_fraction=0.3)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    resumed._ensure_pruner(_trainer(net, [resumed]))
+    assert resumed.reference["widths"] == widths and resumed.removal_floor(deep) == 5
+
+
+def test_a_state_without_starting_widths_cannot_resume_with_a_width_floor():
+    handler = PruningHandlerBase(example_shape=SHAPE)
+    net = _unet()
+    handler._ensure_pruner(_trainer(net, [handler]))
+    state = handler.state_dict()
+    del state["reference"]["widths"]  # a state written before min_width_fraction existed
+    resumed = PruningHandlerBase(example_shape=SHAPE, min_width_fraction=0.25)
+    resumed.load_state_dict(state)
+    with pytest.raises(PruningHandlerError, match=r"predates `min_width_fraction`.*min_width_fraction=0"):
+        resumed._ensure_pruner(_trainer(net, [resumed]))
+    plain = PruningHandlerBase(example_shape=SHAPE)  # without the floor it resumes as before
+    plain.load_state_dict(state)
+    plain._ensure_pruner(_trainer(net, [plain]))
 
 
 def test_loading_another_methods_state_is_refused():

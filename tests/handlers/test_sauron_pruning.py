@@ -158,6 +158,21 @@ def test_groupnorm_groups_lose_whole_blocks_only():
         assert width % units[group] == 0 and width >= units[group]
 
 
+def test_min_width_fraction_keeps_that_share_of_every_group_when_the_threshold_would_take_more():
+    shares = {}
+    for fraction in (0.0, 0.5):
+        net = _unet()  # groups of 8, 16, 32 and 8 channels
+        handler = SauronPruning(
+            tau_start=0.95, tau_max=0.99, kappa=1, example_shape=SHAPE_2D, plot=False, min_width_fraction=fraction
+        )
+        _trainer(net, handler, epochs=1).run()
+        shares[fraction] = handler.history.rows[-1]["widths"]
+    start = {"model.0.conv": 8, "model.1.submodule.0.conv": 16, "model.1.submodule.1.submodule.conv": 32,
+             "model.1.submodule.2.conv": 8}
+    assert min(shares[0.0].values()) == 2  # a threshold this high cuts every group to min_channels...
+    assert shares[0.5] == {group: width // 2 for group, width in start.items()}  # ...the floor keeps half
+
+
 def test_delta_prune_is_measured_on_the_last_score_batches_of_each_epoch():
     handler = SauronPruning(score_batches=2)
     engine = SimpleNamespace(state=SimpleNamespace(epoch_length=5, iteration=0))
@@ -256,6 +271,7 @@ def test_target_limits_the_cut_that_reaches_it_then_stops_pruning_and_the_regula
     assert 1 - free.history.rows[0]["macs_ratio"] > 0.5
     assert 0.1 <= removed[0] < 0.2 and 0 < stopped.history.rows[0]["removed_now"] < free.history.rows[0]["removed_now"]
     assert stopped.target_epoch == 1
+    assert stopped.plot_marks() == {"target reached": 1} and free.plot_marks() == {}  # a line on the channel plot
     # after it: same widths, no delta_opt in the loss, nothing measured or accumulated
     assert removed[1:] == [removed[0]] * 2 and [row["removed_now"] for row in stopped.history.rows[1:]] == [0, 0]
     assert [row["penalty"] is None for row in stopped.history.rows] == [False, True, True]

@@ -202,6 +202,8 @@ def test_handler_cuts_globally_keeps_the_optimizer_stepping_and_stops_at_the_mac
     rows = handler.history.rows
     assert rows[0]["removed_now"] == 6 and rows[0]["channels"] == 8 + 16 + 32 + 8 - 6
     assert rows[-1]["phase"] == "finetune" and handler.stop_reason == "target"
+    stopped_at = next(row["epoch"] for row in rows if "stop:target" in row["events"])
+    assert handler.plot_marks() == {"pruning stopped (target)": stopped_at}
     assert rows[-1]["macs_ratio"] <= 0.7
     assert rows[-1]["removed_now"] == 0  # pruning has stopped, training goes on
     # parameters of the pruned network keep changing: the optimizer follows the cut
@@ -211,6 +213,18 @@ def test_handler_cuts_globally_keeps_the_optimizer_stepping_and_stops_at_the_mac
     # one-shot curve at the first step: 0, 4 and half of the channels, on copies
     assert len(evaluated) == 3 and all(n is not net for n in evaluated)
     assert (tmp_path / CURVE_CSV).read_text().count("\n") == 4 and (tmp_path / CURVE_PNG).exists()
+
+
+def test_global_cuts_leave_every_group_its_min_width_fraction():
+    net = _unet()  # groups of 8, 16, 32 and 8 channels: 64 in all
+    handler = TaylorFOPruning(prune_count=40, example_shape=SHAPE, score_batches=1, plot=False, min_width_fraction=0.25)
+    _trainer(net, [handler], epochs=2).run()
+    widths = handler.history.rows[-1]["widths"]
+    start = {"model.0.conv": 8, "model.1.submodule.0.conv": 16, "model.1.submodule.1.submodule.conv": 32,
+             "model.1.submodule.2.conv": 8}
+    # 64 - 40 channels left after the first step, then only what the floors allow: a quarter of every group
+    assert handler.history.rows[0]["channels"] == 24
+    assert widths == {group: width // 4 for group, width in start.items()}
 
 
 def test_a_metric_drop_undoes_the_last_cut_and_stops_pruning():

@@ -36,6 +36,20 @@ def test_plot_channel_history_writes_png_for_few_and_many_groups(tmp_path, group
     _assert_png(path)
 
 
+def test_plot_channel_history_marks_draw_a_labelled_vertical_line_and_nothing_else(tmp_path):
+    from matplotlib.image import imread
+
+    plain = imread(plot_channel_history(_history(5), tmp_path / "plain.png"))
+    marked = imread(plot_channel_history(_history(5), tmp_path / "marked.png", marks={"target reached": 3}))
+    changed = np.abs(marked - plain).sum(axis=-1) > 0
+    columns = np.flatnonzero(changed.any(axis=0))
+    rows = np.flatnonzero(changed.any(axis=1))
+    assert columns.size and columns.max() - columns.min() < 0.05 * plain.shape[1]  # one narrow column: line + label
+    assert rows.max() - rows.min() > 0.6 * plain.shape[0]  # through both panels
+    with pytest.raises(ValueError, match=r"mark 'stop' must be a number on the 'epoch' axis"):
+        plot_channel_history(_history(5), tmp_path / "bad.png", marks={"stop": "six"})
+
+
 def test_plot_channel_history_accepts_a_history_without_macs_or_epochs(tmp_path):
     history = PruningHistory([{"widths": {"a": 8, "b": 4}}, {"widths": {"a": 6}}])
     _assert_png(plot_channel_history(history, tmp_path / "plots" / "channels.png"))
