@@ -104,6 +104,13 @@ def optional_fraction(value: Any, name: str, where: str) -> float | None:
     return float(value)
 
 
+def _copy_reference(reference: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of the starting size (numbers and the ``widths`` dict) that shares nothing with ``reference``."""
+    if reference is None:
+        return None
+    return {key: dict(value) if isinstance(value, Mapping) else value for key, value in reference.items()}
+
+
 @contextlib.contextmanager
 def preserved_rng(network: nn.Module) -> Iterator[None]:
     """
@@ -550,10 +557,7 @@ class PruningHandlerBase:
             "format_version": STATE_FORMAT,
             "method": self.method,
             "history": self.history.state_dict(),
-            "reference": (
-                {key: dict(value) if isinstance(value, Mapping) else value for key, value in self.reference.items()}
-                if self.reference is not None else None
-            ),
+            "reference": _copy_reference(self.reference),
             "example_shape": list(self.example_shape) if self.example_shape is not None else None,
             "val_metrics": list(self.val_metrics),
             "best_since_cut": self.best_since_cut,
@@ -573,10 +577,7 @@ class PruningHandlerBase:
                 f"{where}: the checkpoint holds a {state_dict.get('method')!r} pruning state, this is {self.method!r}."
             )
         self.history.load_state_dict(state_dict["history"])
-        reference = state_dict.get("reference")
-        self.reference = None if reference is None else {
-            key: dict(value) if isinstance(value, Mapping) else value for key, value in reference.items()
-        }
+        self.reference = _copy_reference(state_dict.get("reference"))
         if state_dict.get("example_shape") is not None and self.example_shape is None:
             self.example_shape = tuple(int(s) for s in state_dict["example_shape"])
         self.val_metrics = [float(v) for v in state_dict.get("val_metrics", [])]

@@ -374,6 +374,9 @@ class SauronPruning(PruningHandlerBase):
         for accumulator in self.accumulators.values():
             accumulator.reset()
 
+    def plot_marks(self) -> dict[str, float]:
+        return {"target reached": self.target_epoch} if self.target_epoch is not None else {}
+
     def _summary(self, row: Mapping[str, Any]) -> str:
         taus = list(row["thresholds"].values())
         tau_text = f"tau {min(taus):.3g}-{max(taus):.3g}" if taus else "no groups"
@@ -386,9 +389,6 @@ class SauronPruning(PruningHandlerBase):
         return f"removed {row['removed_now']} channels ({tau_text}{seg})"
 
     # --- state --------------------------------------------------------------------------------------------------
-    def plot_marks(self) -> dict[str, float]:
-        return {"target reached": self.target_epoch} if self.target_epoch is not None else {}
-
     def _method_state(self) -> dict[str, Any]:
         return {
             "lam": self.lam,

@@ -330,6 +330,13 @@ class TaylorFOPruning(PruningHandlerBase):
         )
         self._epoch_removed, self._epoch_events = 0, []
 
+    def plot_marks(self) -> dict[str, float]:
+        for row in self.history.rows:
+            stops = [event for event in str(row.get("events") or "").split(",") if event.startswith("stop:")]
+            if stops:
+                return {f"pruning stopped ({stops[0][len('stop:'):]})": row["epoch"]}
+        return {}
+
     def _summary(self, row: Mapping[str, Any]) -> str:
         events = f" [{row['events']}]" if row["events"] else ""
         return f"{row['phase']}, step {row['steps']}, removed {row['removed_now']} channels{events}"
@@ -513,13 +520,6 @@ class TaylorFOPruning(PruningHandlerBase):
         self.steps = int(snapshot["steps"])
 
     # --- state --------------------------------------------------------------------------------------------------
-    def plot_marks(self) -> dict[str, float]:
-        for row in self.history.rows:
-            stops = [event for event in str(row.get("events") or "").split(",") if event.startswith("stop:")]
-            if stops:
-                return {f"pruning stopped ({stops[0][len('stop:'):]})": row["epoch"]}
-        return {}
-
     def _method_state(self) -> dict[str, Any]:
         return {
             "phase": self.phase,
