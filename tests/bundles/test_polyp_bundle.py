@@ -136,17 +136,23 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
 
     root = copy_bundle(NAME, tmp_path)
     tiny = TINY[2:]
+    # a floor of half of every group's starting width, from the command line, kept across the restart below
+    sauron = ["--sauron#tau_start", "0.9", "--sauron#tau_max", "0.95", "--sauron#min_width_fraction", "0.5", *tiny]
     monai_bundle(root, "run", "--config_file", configs("train.json", "prune_sauron.json"), "--num_epochs", "2",
-                 "--sauron#tau_start", "0.3", *tiny)
+                 *sauron)
     assert (root / "runs" / "pruning" / "channels.png").is_file()
     assert (root / "runs" / "pruning" / "pruning_history.csv").is_file()
     # a killed run continues from its last checkpoint: same architecture, epochs 3 on
     result = monai_bundle(root, "run", "--config_file", configs("train.json", "prune_sauron.json"), "--num_epochs",
-                          "3", "--resume", "true", "--sauron#tau_start", "0.3", *tiny)
+                          "3", "--resume", "true", *sauron)
     assert "resuming from iteration" in result.stdout + result.stderr
-    epochs = [row["epoch"] for row in _history(root)["rows"]] if isinstance(_history(root), dict) else [
-        row["epoch"] for row in _history(root)]
+    epochs = [row["epoch"] for row in _history(root)]
     assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
+    start = _history(root)[0]["widths"]
+    start = {group: width + _history(root)[0]["removed"][group] for group, width in start.items()}
+    half, final = {group: -(-width // 2) for group, width in start.items()}, _history(root)[-1]["widths"]
+    assert all(final[group] >= half[group] for group in final)
+    assert sum(final[group] == half[group] for group in final) > len(final) // 2  # without it: 2 channels each
     # the resumed run's checkpoint replaced the first run's (n_saved=1) instead of piling up beside it
     assert [path.name for path in (root / "runs" / "checkpoints").glob("checkpoint_epoch=*.pt")] == [
         "checkpoint_epoch=3.pt"]
