@@ -331,11 +331,9 @@ class TaylorFOPruning(PruningHandlerBase):
         self._epoch_removed, self._epoch_events = 0, []
 
     def plot_marks(self) -> dict[str, float]:
-        for row in self.history.rows:
-            stops = [event for event in str(row.get("events") or "").split(",") if event.startswith("stop:")]
-            if stops:
-                return {f"pruning stopped ({stops[0][len('stop:'):]})": row["epoch"]}
-        return {}
+        # the first row recorded after pruning stopped; a later rollback rewrites stop_reason only in later rows
+        stopped = next((row for row in self.history.rows if row.get("stop_reason")), None)
+        return {f"pruning stopped ({stopped['stop_reason']})": stopped["epoch"]} if stopped else {}
 
     def _summary(self, row: Mapping[str, Any]) -> str:
         events = f" [{row['events']}]" if row["events"] else ""
