@@ -510,7 +510,7 @@ class PruningHandlerBase:
             "widths": widths,
         }
         self.history.append(row)
-        row = self.history.rows[-1]
+        row = self.history.last()
         self._write_files()
         self._write_tensorboard(row)
         engine.state.metrics["params"] = cost.params

@@ -145,6 +145,10 @@ class PruningHistory:
         """A copy of the rows, oldest first (changing it does not change the history)."""
         return copy.deepcopy(self._rows)
 
+    def last(self) -> dict[str, Any] | None:
+        """A copy of the newest row, None when there is none: what per-epoch code needs, without copying them all."""
+        return copy.deepcopy(self._rows[-1]) if self._rows else None
+
     def __len__(self) -> int:
         return len(self._rows)
 

@@ -35,6 +35,17 @@ def test_history_appends_rows_in_order_and_hands_out_copies():
     assert history.rows[0]["widths"]["encoder.0"] == 16 and len(history) == 2
 
 
+def test_history_last_hands_out_a_copy_of_the_newest_row_or_none():
+    history = PruningHistory()
+    assert history.last() is None
+    history.append(_row(0))
+    history.append(_row(1))
+    last = history.last()
+    assert last == history.rows[-1] and last["epoch"] == 1
+    last["widths"]["encoder.0"] = 999
+    assert history.rows[-1]["widths"]["encoder.0"] == 15
+
+
 def test_history_copies_the_appended_row_so_later_changes_do_not_leak_in():
     row = _row(0)
     history = PruningHistory([row])
