@@ -12,9 +12,10 @@ pruning of the same baseline with the same schedule, pruned to TaylorFO's final 
 took (``benchmarks/prune_torch_pruning.json``); evaluate each final ``models/model.pt`` on
 the held-out split.  Then, per model: parameters, MACs (batch 1 at the bundle's ``roi_size``), median CPU latency
 (batch 1, ``--threads`` threads), checkpoint size on disk, peak inference memory, mean test Dice; and the latency of
-a dense network of the same architecture whose widths are scaled uniformly to the pruned MACs.  For Sauron also:
-the time of a training iteration with and without its regulariser and scoring at equal (full) width, and its first
-vs last epoch times.  Ratios are against the baseline.  Writes ``results.json`` and ``results.md`` to ``--work``.
+a dense network of the same architecture whose widths are scaled uniformly to the pruned MACs; for the baseline, the
+latency of its architecture with every prunable group at ``--floor_channels`` (what no pruning can beat).  For
+Sauron also: the time of a training iteration with and without its regulariser and scoring at equal (full) width,
+and its first vs last epoch times.  Ratios are against the baseline.  Writes ``results.json`` and ``results.md`` to ``--work``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from monai.engines import SupervisedTrainer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monai_pruning.engine import load_pruned_network  # noqa: E402
+from monai_pruning.engine import ChannelPruner, load_pruned_network  # noqa: E402
 from monai_pruning.handlers import SauronPruning  # noqa: E402
 from monai_pruning.measure import measure_complexity, measure_latency, peak_inference_memory_mb  # noqa: E402
 
@@ -108,6 +109,19 @@ def dense_equivalent(bundle: Path, target_macs: int, shape: tuple[int, ...]) -> 
             low = mid
     scale = (low + high) / 2
     return network_def(bundle, {"network_def::filters": [max(1, round(f * scale)) for f in filters]}), scale
+
+
+def narrowest_network(bundle: Path, channels: int, shape: tuple[int, ...]) -> torch.nn.Module:
+    """
+    The baseline architecture with every prunable group cut to ``channels`` (rounded up to whole GroupNorm groups):
+    the smallest network filter pruning can leave. Its latency is what no pruning removes (the per-layer cost of
+    the convolutions, norms and activations that stay, and of the output heads), a bound on any pruned speed-up.
+    """
+    network = network_def(bundle)
+    pruner = ChannelPruner(network, (2, *shape[1:]), min_channels=channels)
+    widths = pruner.widths()
+    pruner.cut({name: range(widths[name] - pruner.removable(name), widths[name]) for name in widths})
+    return network
 
 
 class IterationClock:
@@ -225,6 +239,12 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
             + f" | {r['latency_s'] * 1e3:.1f} ms | {base['latency_s'] / r['latency_s']:.2f}x | {dense_cells} | "
             f"{r['checkpoint_mb']:.2f} MB | {r['peak_memory_mb']:.0f} MB |"
         )
+    if "floor_latency_s" in base:
+        lines += ["", "| the fastest any filter pruning can reach | MACs | MACs removed | CPU latency | speed-up |",
+                  "|---|---|---|---|---|",
+                  f"| every prunable group at {base['floor_channels']} channels | {base['floor_macs'] / 1e6:.1f} M | "
+                  f"{1 - base['floor_macs'] / base['macs']:.1%} | {base['floor_latency_s'] * 1e3:.1f} ms | "
+                  f"{base['latency_s'] / base['floor_latency_s']:.2f}x |"]
     sauron = results.get("sauron", {})
     if "overhead" in sauron:
         lines += ["", "| Sauron training cost | measured |", "|---|---|",
@@ -259,6 +279,9 @@ def main() -> None:
     parser.add_argument("--taylorfo_set", action="append", default=[], metavar="ID=VALUE",
                         help="config override for the TaylorFO run only (repeatable), "
                              "e.g. --taylorfo_set taylorfo#tolerance=0.05")
+    parser.add_argument("--floor_channels", type=int, default=2,
+                        help="width of every prunable group in the narrowest network timed as the latency bound "
+                             "(default 2, the handlers' min_channels)")
     parser.add_argument("--overhead_iterations", type=int, default=6, help="iterations per timed overhead round")
     parser.add_argument("--overhead_rounds", type=int, default=5)
     parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
@@ -346,6 +369,12 @@ def main() -> None:
         memory = peak_inference_memory_mb(str(scripted), shape, num_threads=args.threads)
         results[method].update(params=complexity.params, macs=complexity.macs, latency_s=latency.median_s,
                                checkpoint_mb=os.path.getsize(checkpoint) / 2**20, peak_memory_mb=memory)
+        if method == "baseline":
+            narrowest = narrowest_network(source, args.floor_channels, shape)
+            results[method].update(
+                floor_channels=args.floor_channels, floor_macs=measure_complexity(narrowest, shape).macs,
+                floor_latency_s=measure_latency(narrowest, shape, repeats=args.repeats,
+                                                num_threads=args.threads).median_s)
         if method != "baseline" and "baseline" in results and complexity.macs < results["baseline"].get("macs", 0):
             dense, scale = dense_equivalent(source, complexity.macs, shape)
             results[method]["dense_same_macs_latency_s"] = measure_latency(

@@ -66,3 +66,22 @@ def test_overhead_only_times_plain_and_regularised_iterations_without_training(b
     assert cost["overhead"] == pytest.approx(cost["sauron_iteration_s"] / cost["plain_iteration_s"] - 1)
     assert "without / with the regulariser and scoring" in capsys.readouterr().out
     assert sorted(path.name for path in tmp_path.iterdir()) == ["overhead.json"]  # nothing trained
+
+
+def test_tables_add_the_latency_bound_of_the_narrowest_network_when_measured(bench):
+    results = {"baseline": _row(1000, 400e6, 0.80, 0.020, floor_channels=2, floor_macs=4e6, floor_latency_s=0.004)}
+    text = "\n".join(bench.markdown_tables(results))
+    assert "| every prunable group at 2 channels | 4.0 M | 99.0% | 4.0 ms | 5.00x |" in text
+    assert "fastest" not in "\n".join(bench.markdown_tables({"baseline": _row(1000, 400e6, 0.80, 0.020)}))
+
+
+def test_narrowest_network_leaves_every_prunable_group_at_the_floor_and_still_runs(bench):
+    import torch
+    from monai_pruning.engine import ChannelPruner
+
+    bundle = SCRIPT.parents[1] / "bundles" / "polyp_endoscopy_segmentation"
+    shape = (1, 3, 64, 64)
+    network = bench.narrowest_network(bundle, 3, shape)
+    widths = ChannelPruner(network, (2, 3, 64, 64)).widths()
+    assert len(widths) > 10 and set(widths.values()) == {3}
+    assert network.eval()(torch.zeros(shape)).shape == (1, 2, 64, 64)
