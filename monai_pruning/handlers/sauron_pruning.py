@@ -69,6 +69,10 @@ class SauronPruning(PruningHandlerBase):
       pruning stops and so does the regulariser (not computed, weight 0), and the remaining epochs fine-tune the
       pruned network with the segmentation loss alone. The paper has no such stop; without a target (the default)
       the thresholds decide the final size.
+    - With ``warmup_epochs``: the first epochs train with the segmentation loss alone (no regulariser, no scoring, no
+      cut, thresholds held at ``tau_start``); Sauron starts after them. The paper starts at epoch 1. On the brain
+      demo the regulariser alone, with nothing cut, kept the validation Dice of the small lesion class at 0.001 at
+      epoch 30, where the baseline's was 0.24: a class learned late loses against the clustering pull.
 
     See :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint, the
     handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``), resuming, and
@@ -89,6 +93,8 @@ class SauronPruning(PruningHandlerBase):
         seed: seed of the generator drawing the delta_prune reference channels.
         target_macs_reduction: fraction in (0, 1) of the starting MACs (one sample of ``example_shape``, eval mode)
             at which pruning and the regulariser stop; None: prune until training ends.
+        warmup_epochs: epochs of plain training (segmentation loss alone, nothing cut) before the regulariser and
+            the cuts start; 0: from the first epoch, as in the paper.
         kwargs: ``example_shape``, ``min_channels`` (default 2), ``min_width_fraction`` (default 0), ``output_dir``,
             ``plot``, ``summary_writer``, ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``,
             ``best_checkpoint``, ``name``:
@@ -114,6 +120,7 @@ class SauronPruning(PruningHandlerBase):
         score_batches: int | None = None,
         seed: int = 0,
         target_macs_reduction: float | None = None,
+        warmup_epochs: int = 0,
         example_shape: Sequence[int] | None = None,
         min_channels: int = 2,
         min_width_fraction: float = 0.0,
@@ -151,6 +158,8 @@ class SauronPruning(PruningHandlerBase):
             )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise PruningHandlerError(f"SauronPruning: `seed` must be an int, got {seed!r}.")
+        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+            raise PruningHandlerError(f"SauronPruning: `warmup_epochs` must be an int >= 0, got {warmup_epochs!r}.")
         try:
             self.schedule = ThresholdSchedule(
                 tau_start, tau_max, kappa, patience, mu, metric_mode=metric_mode, plateau_tolerance=plateau_tolerance
@@ -160,6 +169,7 @@ class SauronPruning(PruningHandlerBase):
         self.lam = float(lam)
         self.target_macs_reduction = optional_fraction(target_macs_reduction, "target_macs_reduction", "SauronPruning")
         self.target_epoch: int | None = None  # the epoch whose cut reached the target: no pruning after it
+        self.warmup_epochs = warmup_epochs
         self.score_batches = score_batches
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -195,10 +205,14 @@ class SauronPruning(PruningHandlerBase):
             self.taps = None
 
     # --- per iteration ------------------------------------------------------------------------------------------
+    def _active(self, engine: Engine) -> bool:
+        """Whether this epoch runs Sauron: past the warm-up and before the target (neither regularises nor scores)."""
+        return self.target_epoch is None and engine.state.epoch > self.warmup_epochs
+
     def _iteration_started(self, engine: Engine) -> None:
         self.taps.clear()
         self._layer_terms = {}
-        self.taps.enabled = self.target_epoch is None  # past the target: no regulariser, nothing to score
+        self.taps.enabled = self._active(engine)
 
     def _layer_captured(self, group: str, features: torch.Tensor, channels: tuple[int, int]) -> None:
         """
@@ -260,12 +274,14 @@ class SauronPruning(PruningHandlerBase):
         self._sum_over_ranks()
         batches = self._epoch_sums["batches"]
         seg_loss = self._epoch_sums["seg_loss"] / batches if batches else None
-        # past the target the regulariser is not measured: no value rather than a zero that reads as "converged"
-        penalty = self._epoch_sums["penalty"] / batches if batches and self.target_epoch is None else None
+        active = self._active(engine)
+        # in the warm-up and past the target the regulariser is not measured: no value rather than a zero that reads
+        # as "converged"
+        penalty = self._epoch_sums["penalty"] / batches if batches and active else None
         if seg_loss is not None:
             self.train_losses.append(seg_loss)
         widths = self.pruner.widths()
-        if self.target_epoch is None:
+        if active:
             known = {g: tuple(v) for g, v in self.last_cut.items() if g in self.pruner.prunable_groups}
             thresholds = self.schedule.update(self.train_losses, self.val_metrics, known)
             removals = self._removals()
@@ -283,7 +299,8 @@ class SauronPruning(PruningHandlerBase):
                 f"(target {100 * self.target_macs_reduction:.1f}%): pruning and the regulariser stop; the remaining "
                 "epochs fine-tune the pruned network."
             )
-        self.last_cut = {group: [int(removed.get(group, 0)), int(width)] for group, width in widths.items()}
+        if active:  # the warm-up cut nothing at any threshold: the schedule starts afresh after it
+            self.last_cut = {group: [int(removed.get(group, 0)), int(width)] for group, width in widths.items()}
         self._epoch_sums = {"seg_loss": 0.0, "penalty": 0.0, "batches": 0}
         if seg_loss is not None:
             engine.state.metrics[SEG_LOSS_KEY] = seg_loss
@@ -375,7 +392,13 @@ class SauronPruning(PruningHandlerBase):
             accumulator.reset()
 
     def plot_marks(self) -> dict[str, float]:
-        return {"target reached": self.target_epoch} if self.target_epoch is not None else {}
+        marks: dict[str, float] = {}
+        last = self.history.last()
+        if self.warmup_epochs and last is not None and last["epoch"] > self.warmup_epochs:
+            marks["warm-up ends"] = self.warmup_epochs
+        if self.target_epoch is not None:
+            marks["target reached"] = self.target_epoch
+        return marks
 
     def _summary(self, row: Mapping[str, Any]) -> str:
         taus = list(row["thresholds"].values())
@@ -384,6 +407,8 @@ class SauronPruning(PruningHandlerBase):
             seg = ""
         elif self.target_epoch is not None and row["epoch"] > self.target_epoch:
             seg = f", seg loss {row['seg_loss']:.4f}, fine-tuning since the target at epoch {self.target_epoch}"
+        elif row["epoch"] <= self.warmup_epochs:
+            seg = f", seg loss {row['seg_loss']:.4f}, warm-up: Sauron starts after epoch {self.warmup_epochs}"
         else:
             seg = f", seg loss {row['seg_loss']:.4f}, delta_opt {row['penalty']:.4f}"
         return f"removed {row['removed_now']} channels ({tau_text}{seg})"
@@ -393,6 +418,7 @@ class SauronPruning(PruningHandlerBase):
         return {
             "lam": self.lam,
             "seed": self.seed,
+            "warmup_epochs": self.warmup_epochs,
             "generator": generator_state(self.generator),
             "schedule": self.schedule.state_dict(),
             "train_losses": list(self.train_losses),

@@ -173,6 +173,31 @@ def test_min_width_fraction_keeps_that_share_of_every_group_when_the_threshold_w
     assert shares[0.5] == {group: width // 2 for group, width in start.items()}  # ...the floor keeps half
 
 
+def test_warmup_epochs_train_without_regulariser_or_cuts_then_sauron_starts_as_from_epoch_one():
+    runs = {}
+    for warmup in (0, 2):
+        net = _unet()
+        handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=2, example_shape=SHAPE_2D, plot=False,
+                                warmup_epochs=warmup)
+        trainer = _trainer(net, handler, epochs=warmup + 1)
+        outputs = []
+        trainer.add_event_handler(IterationEvents.LOSS_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
+        trainer.run()
+        runs[warmup] = (handler, outputs)
+    plain, _ = runs[0]
+    warmed, outputs = runs[2]
+    rows = warmed.history.rows
+    # two epochs of segmentation loss alone: no delta_opt in the loss, nothing scored, no cut, tau held at its start
+    assert all(torch.equal(o["loss"], o[SEG_LOSS_KEY]) and float(o[PENALTY_KEY]) == 0.0 for o in outputs[:4])
+    assert [row["removed_now"] for row in rows[:2]] == [0, 0] and [row["penalty"] for row in rows[:2]] == [None] * 2
+    assert {tau for row in rows[:2] for tau in row["thresholds"].values()} == {0.6}
+    # then Sauron: the regulariser is in the loss and the first active epoch cuts like a run's first epoch
+    assert all(float(o[PENALTY_KEY]) > 0 and not torch.equal(o["loss"], o[SEG_LOSS_KEY]) for o in outputs[4:])
+    assert rows[2]["removed_now"] > 0 and plain.history.rows[0]["removed_now"] > 0
+    assert warmed.plot_marks() == {"warm-up ends": 2} and plain.plot_marks() == {}
+    assert warmed.state_dict()["method_state"]["warmup_epochs"] == 2
+
+
 def test_delta_prune_is_measured_on_the_last_score_batches_of_each_epoch():
     handler = SauronPruning(score_batches=2)
     engine = SimpleNamespace(state=SimpleNamespace(epoch_length=5, iteration=0))
@@ -184,7 +209,7 @@ def test_delta_prune_is_measured_on_the_last_score_batches_of_each_epoch():
     assert SauronPruning()._scoring_batch(engine)  # default: every batch
 
 
-def _resumable_run(tmp_path, epochs: int, resume_from=None, target=None):
+def _resumable_run(tmp_path, epochs: int, resume_from=None, target=None, warmup=0):
     """Trainer + evaluator + Sauron + CheckpointSaver every epoch, as a bundle would wire them."""
     net = _unet()
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
@@ -199,7 +224,7 @@ def _resumable_run(tmp_path, epochs: int, resume_from=None, target=None):
     )
     handler = SauronPruning(
         tau_start=0.2, tau_max=0.8, kappa=3, patience=2, mu=0.5, example_shape=SHAPE_2D, plot=False,
-        validator=validator, output_dir=tmp_path / "records", target_macs_reduction=target,
+        validator=validator, output_dir=tmp_path / "records", target_macs_reduction=target, warmup_epochs=warmup,
     )
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
@@ -224,9 +249,13 @@ def _comparable(rows):
     return [{k: v for k, v in row.items() if k != "time_s"} for row in rows]
 
 
-@pytest.mark.parametrize("target", [None, 0.1], ids=["no_target", "target_reached_after_the_resume_point"])
-def test_a_run_killed_and_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(tmp_path, target):
-    full_net, full_opt, full = _resumable_run(tmp_path / "full", epochs=6, target=target)
+@pytest.mark.parametrize(
+    "target, warmup",
+    [(None, 0), (0.1, 0), (None, 4)],
+    ids=["no_target", "target_reached_after_the_resume_point", "killed_in_the_warm_up"],
+)
+def test_a_run_killed_and_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(tmp_path, target, warmup):
+    full_net, full_opt, full = _resumable_run(tmp_path / "full", epochs=6, target=target, warmup=warmup)
     rows = full.history.rows
     assert sum(row["removed_now"] for row in rows[3:]) > 0  # cuts happen after the resume point too
     assert len({tau for row in rows for tau in row["thresholds"].values()}) > 1  # and thresholds rise
@@ -234,10 +263,11 @@ def test_a_run_killed_and_resumed_from_its_checkpoint_ends_exactly_like_an_unint
         assert full.target_epoch == 4 and all(row["removed_now"] == 0 for row in rows[4:])
     checkpoint = next((tmp_path / "full" / "ckpt").glob("*epoch=3.pt"))
     content = torch.load(checkpoint, weights_only=True)
-    assert content["pruner"]["method_state"]["schedule"]["groups"]
+    # a kill in the warm-up leaves a schedule that has seen no group yet: the resumed run must start it on time
+    assert bool(content["pruner"]["method_state"]["schedule"]["groups"]) == (warmup < 3)
 
     resumed_net, resumed_opt, resumed = _resumable_run(
-        tmp_path / "resumed", epochs=6, resume_from=checkpoint, target=target
+        tmp_path / "resumed", epochs=6, resume_from=checkpoint, target=target, warmup=warmup
     )
     assert _comparable(resumed.history.rows) == _comparable(rows)
     full_state, resumed_state = full.state_dict(), resumed.state_dict()
@@ -299,6 +329,8 @@ def test_final_pruned_checkpoint_reloads_into_a_fresh_network_with_weights_only(
         ({"score_batches": 0}, "`score_batches` must be an int >= 1 or None"),
         ({"kappa": 0}, "`kappa` must be an int >= 1"),
         ({"target_macs_reduction": 1.0}, "`target_macs_reduction` must be a fraction in \\(0, 1\\)"),
+        ({"warmup_epochs": -1}, "`warmup_epochs` must be an int >= 0"),
+        ({"warmup_epochs": 1.5}, "`warmup_epochs` must be an int >= 0"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
