@@ -15,7 +15,8 @@ the held-out split.  Then, per model: parameters, MACs (batch 1 at the bundle's 
 a dense network of the same architecture whose widths are scaled uniformly to the pruned MACs; for the baseline, the
 latency of its architecture with every prunable group at ``--floor_channels`` (what no pruning can beat).  For
 Sauron also: the time of a training iteration with and without its regulariser and scoring at equal (full) width,
-and its first vs last epoch times.  Ratios are against the baseline.  Writes ``results.json`` and ``results.md`` to ``--work``.
+and its first vs last epoch times.  Ratios are against the baseline.  Writes ``results.json`` and ``results.md`` to
+``--work``.
 """
 
 from __future__ import annotations
