@@ -191,7 +191,7 @@ def test_warmup_epochs_train_without_regulariser_or_cuts_then_sauron_starts_as_f
     assert all(torch.equal(o["loss"], o[SEG_LOSS_KEY]) and float(o[PENALTY_KEY]) == 0.0 for o in outputs[:4])
     assert [row["removed_now"] for row in rows[:2]] == [0, 0] and [row["penalty"] for row in rows[:2]] == [None] * 2
     assert {tau for row in rows[:2] for tau in row["thresholds"].values()} == {0.6}
-    # then Sauron: the regulariser is in the loss and the first active epoch cuts like a run's first epoch
+    # then Sauron: the regulariser is in the loss and the first epoch after the warm-up cuts, as epoch 1 does without
     assert all(float(o[PENALTY_KEY]) > 0 and not torch.equal(o["loss"], o[SEG_LOSS_KEY]) for o in outputs[4:])
     assert rows[2]["removed_now"] > 0 and plain.history.rows[0]["removed_now"] > 0
     assert warmed.plot_marks() == {"warm-up ends": 2} and plain.plot_marks() == {}
