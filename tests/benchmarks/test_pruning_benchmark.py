@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from monai_pruning.engine import ChannelPruner
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning_benchmark.py"
 
@@ -76,9 +79,6 @@ def test_tables_add_the_latency_bound_of_the_narrowest_network_when_measured(ben
 
 
 def test_narrowest_network_leaves_every_prunable_group_at_the_floor_and_still_runs(bench):
-    import torch
-    from monai_pruning.engine import ChannelPruner
-
     bundle = SCRIPT.parents[1] / "bundles" / "polyp_endoscopy_segmentation"
     shape = (1, 3, 64, 64)
     network = bench.narrowest_network(bundle, 3, shape)

@@ -146,11 +146,11 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
     result = monai_bundle(root, "run", "--config_file", configs("train.json", "prune_sauron.json"), "--num_epochs",
                           "3", "--resume", "true", *sauron)
     assert "resuming from iteration" in result.stdout + result.stderr
-    epochs = [row["epoch"] for row in _history(root)]
+    rows = _history(root)
+    epochs = [row["epoch"] for row in rows]
     assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
-    start = _history(root)[0]["widths"]
-    start = {group: width + _history(root)[0]["removed"][group] for group, width in start.items()}
-    half, final = {group: -(-width // 2) for group, width in start.items()}, _history(root)[-1]["widths"]
+    start = {group: width + rows[0]["removed"][group] for group, width in rows[0]["widths"].items()}
+    half, final = {group: -(-width // 2) for group, width in start.items()}, rows[-1]["widths"]
     assert all(final[group] >= half[group] for group in final)
     assert sum(final[group] == half[group] for group in final) > len(final) // 2  # without it: 2 channels each
     # the resumed run's checkpoint replaced the first run's (n_saved=1) instead of piling up beside it

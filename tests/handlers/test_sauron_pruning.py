@@ -173,7 +173,7 @@ def test_min_width_fraction_keeps_that_share_of_every_group_when_the_threshold_w
     assert shares[0.5] == {group: width // 2 for group, width in start.items()}  # ...the floor keeps half
 
 
-def test_warmup_epochs_train_without_regulariser_or_cuts_then_sauron_starts_as_from_epoch_one():
+def test_warmup_epochs_train_without_regulariser_or_cuts_then_both_start():
     runs = {}
     for warmup in (0, 2):
         net = _unet()
