@@ -332,7 +332,7 @@ class TaylorFOPruning(PruningHandlerBase):
 
     def plot_marks(self) -> dict[str, float]:
         # the first row recorded after pruning stopped; a later rollback rewrites stop_reason only in later rows
-        stopped = next((row for row in self.history.rows if row.get("stop_reason")), None)
+        stopped = self.history.first(lambda row: bool(row.get("stop_reason")))
         return {f"pruning stopped ({stopped['stop_reason']})": stopped["epoch"]} if stopped else {}
 
     def _summary(self, row: Mapping[str, Any]) -> str:

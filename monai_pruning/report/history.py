@@ -19,7 +19,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,14 @@ class PruningHistory:
     def last(self) -> dict[str, Any] | None:
         """A copy of the newest row, None when there is none: what per-epoch code needs, without copying them all."""
         return copy.deepcopy(self._rows[-1]) if self._rows else None
+
+    def first(self, predicate: Callable[[Mapping[str, Any]], bool]) -> dict[str, Any] | None:
+        """
+        A copy of the oldest row for which ``predicate`` is true, None when there is none; ``predicate`` sees the
+        stored rows (it must not change them) so that a search over a long history copies only what it returns.
+        """
+        found = next((row for row in self._rows if predicate(row)), None)
+        return copy.deepcopy(found) if found is not None else None
 
     def __len__(self) -> int:
         return len(self._rows)

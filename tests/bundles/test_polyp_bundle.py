@@ -165,7 +165,8 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
     assert (root / "models" / "model_baseline.pt").is_file()  # the starting point is kept aside
     # the baseline is the loaded model's validation before fine-tuning, so the first epoch already cuts
     assert "validated before training" in result.stdout + result.stderr
-    assert _history(root)[0]["removed_now"] > 0 and _history(root)[0]["baseline"] is not None
+    first = _history(root)[0]
+    assert first["removed_now"] > 0 and first["baseline"] is not None
     filters = [4, 8, 8, 16, 16]
     network = DynUNet(2, 3, 2, [3] * 5, [1, 2, 2, 2, 2], [2] * 4, filters=filters, norm_name="instance",
                       act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}))
@@ -201,9 +202,10 @@ def test_multi_gpu_overlay_prunes_resumes_fine_tunes_and_trains_on_with_two_proc
     # killed and restarted: both ranks rebuild the pruned architecture from the checkpoint and continue
     result = torchrun_bundle(root, 2, "run", *sauron, "--num_epochs", "3", "--resume", "true")
     assert "resuming from iteration" in result.stdout + result.stderr
-    assert [row["epoch"] for row in _history(root)] == [1, 2, 3]
-    sauron_widths = _history(root)[-1]["widths"]
-    assert sum(_history(root)[1]["widths"].values()) >= sum(sauron_widths.values())
+    rows = _history(root)
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    sauron_widths = rows[-1]["widths"]
+    assert sum(rows[1]["widths"].values()) >= sum(sauron_widths.values())
     # TaylorFO from that (pruned) model, on two ranks
     torchrun_bundle(root, 2, "run", "--config_file", configs("train.json", "prune_taylorfo.json",
                     "multi_gpu_train.json"), "--num_epochs", "2", "--taylorfo#prune_fraction", "0.2",

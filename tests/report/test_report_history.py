@@ -46,6 +46,15 @@ def test_history_last_hands_out_a_copy_of_the_newest_row_or_none():
     assert history.rows[-1]["widths"]["encoder.0"] == 15
 
 
+def test_history_first_hands_out_a_copy_of_the_oldest_matching_row_or_none():
+    history = PruningHistory([_row(0), _row(1), _row(2)])
+    assert history.first(lambda row: row["epoch"] > 5) is None
+    found = history.first(lambda row: row["epoch"] >= 1)
+    assert found == history.rows[1]
+    found["widths"]["encoder.0"] = 999
+    assert history.rows[1]["widths"]["encoder.0"] == 15
+
+
 def test_history_copies_the_appended_row_so_later_changes_do_not_leak_in():
     row = _row(0)
     history = PruningHistory([row])
