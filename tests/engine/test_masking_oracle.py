@@ -2,7 +2,9 @@
 
 Cutting channels from a group must give, to float tolerance, the outputs of the unpruned network with those channels
 zeroed where they enter their consumers.  Held for every supported network, 2D and 3D, for random cuts, and for a
-second cut on top of the first.
+second cut on top of the first, in eval mode and in train mode.  In train mode DynUNet's deep-supervision heads are
+outputs too (stacked with the main output), so their inputs must be cut and their outputs kept; batch and instance
+norms use the batch's statistics, which are per channel and so agree between the pruned and the masked network.
 """
 
 from __future__ import annotations
@@ -71,13 +73,19 @@ def _masked_copy(network: torch.nn.Module, pruner: ChannelPruner, removals: dict
     return reference
 
 
-def _outputs(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _outputs(network: torch.nn.Module, x: torch.Tensor, train: bool) -> torch.Tensor:
+    """The network's output in the given mode; running statistics are left as they were."""
+    buffers = {name: b.clone() for name, b in network.named_buffers()}
     with torch.no_grad():
-        return network.eval()(x)
+        out = network.train(train)(x)
+        for name, b in network.named_buffers():
+            b.copy_(buffers[name])
+    return out
 
 
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("name, build, shape", NETWORKS, ids=[n for n, _, _ in NETWORKS])
-def test_physical_cut_equals_masking_for_every_supported_network(name, build, shape):
+def test_physical_cut_equals_masking_for_every_supported_network(name, build, shape, train):
     torch.manual_seed(0)
     network = build()
     with warnings.catch_warnings():
@@ -94,7 +102,10 @@ def test_physical_cut_equals_masking_for_every_supported_network(name, build, sh
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pruner.cut(removals)
-        torch.testing.assert_close(_outputs(network, x), _outputs(reference, x), atol=1e-5, rtol=1e-4)
+        expected = _outputs(reference, x, train)
+        if "deep-supervision" in name:  # the heads are outputs in train mode only: (batch, 1 + heads, classes, ...)
+            assert expected.dim() == len(shape) + (1 if train else 0)
+        torch.testing.assert_close(_outputs(network, x, train), expected, atol=1e-5, rtol=1e-4)
     assert sum(p.numel() for p in network.parameters()) < params_before
 
 
