@@ -3,7 +3,8 @@ Dataset readers, deterministic case splits and synthetic demo phantoms for the t
 
 Accepted layouts, read as distributed:
 
-- polyp: Kvasir-SEG (``images/``, ``masks/``), CVC-ClinicDB (``Original/``, ``Ground Truth/``);
+- polyp: Kvasir-SEG (``images/``, ``masks/``), CVC-ClinicDB (``Original/``, ``Ground Truth/``), PolypGen
+  (``data_Cn/images_Cn/``, ``data_Cn/masks_Cn/``);
 - kidney: KiTS19/21/23 (``case_XXXXX/imaging.nii.gz`` + ``segmentation.nii.gz``, optionally under ``data/``);
 - brain: Medical Segmentation Decathlon (``dataset.json``), ATLAS v2.0 (``sub-*/ses-*/anat/``).
 
@@ -22,6 +23,7 @@ from monai_pruning.data.image_folder import list_image_files
 from monai_pruning.data.kits_layout import read_kits
 from monai_pruning.data.layouts import LAYOUTS, TASK_LAYOUTS, detect_layout
 from monai_pruning.data.polyp_layouts import read_cvc_clinicdb, read_kvasir_seg
+from monai_pruning.data.polypgen_layout import read_polypgen
 from monai_pruning.data.polyp_phantoms import polyp_phantom, write_polyp_phantoms
 from monai_pruning.data.splits import load_split, split_cases
 from monai_pruning.data.task_data import prepare_task_data
@@ -33,6 +35,7 @@ __all__ = [
     "list_image_files",
     "read_kvasir_seg",
     "read_cvc_clinicdb",
+    "read_polypgen",
     "read_kits",
     "read_msd",
     "read_msd_metadata",

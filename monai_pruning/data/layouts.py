@@ -28,6 +28,7 @@ from monai_pruning.data.polyp_layouts import (
     read_cvc_clinicdb,
     read_kvasir_seg,
 )
+from monai_pruning.data.polypgen_layout import looks_like_polypgen, read_polypgen
 
 __all__ = ["DatasetLayout", "LAYOUTS", "TASK_LAYOUTS", "TASK_DEMO_LAYOUT", "detect_layout", "layout_for"]
 
@@ -76,6 +77,14 @@ LAYOUTS: dict[str, DatasetLayout] = {
         _POLYP_LABELS,
         _RGB,
     ),
+    "polypgen": DatasetLayout(
+        "polypgen",
+        "PolypGen (data_Cn/images_Cn/ + data_Cn/masks_Cn/)",
+        read_polypgen,
+        _wrapped(looks_like_polypgen),
+        _POLYP_LABELS,
+        _RGB,
+    ),
     "kits": DatasetLayout(
         "kits",
         "KiTS (case_XXXXX/imaging.nii.gz + segmentation.nii.gz)",
@@ -98,7 +107,7 @@ LAYOUTS: dict[str, DatasetLayout] = {
 }
 
 TASK_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "polyp": ("kvasir", "cvc_clinicdb"),
+    "polyp": ("kvasir", "cvc_clinicdb", "polypgen"),
     "kidney": ("kits",),
     "brain": ("msd", "atlas"),
 }

@@ -32,7 +32,7 @@ __all__ = ["prepare_task_data"]
 logger = logging.getLogger(__name__)
 
 _REAL_DATA_HINT = {
-    "polyp": "the Kvasir-SEG folder (images/ + masks/) or CVC-ClinicDB folder",
+    "polyp": "the Kvasir-SEG folder (images/ + masks/), the CVC-ClinicDB folder or the PolypGen folder (data_Cn/)",
     "kidney": "the KiTS folder (case_XXXXX/imaging.nii.gz + segmentation.nii.gz)",
     "brain": "the Decathlon task folder (dataset.json) or the ATLAS v2.0 folder",
 }
@@ -146,7 +146,7 @@ def prepare_task_data(
             empty on purpose; otherwise each gets at least one case.
         demo_cases: number of phantom cases to write; default 80 (polyp), 24 (kidney, brain). Ignored when the demo
             folder already holds data.
-        layout: "auto" (detected from the folder) or, for polyp, "kvasir" / "cvc_clinicdb"; kidney "kits"; brain
+        layout: "auto" (detected from the folder) or, for polyp, "kvasir" / "cvc_clinicdb" / "polypgen"; kidney "kits"; brain
             "msd" / "atlas".
 
     Returns:
