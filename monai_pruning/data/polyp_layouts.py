@@ -2,8 +2,9 @@
 Readers for the two public polyp segmentation layouts, left exactly as they are distributed.
 
 - Kvasir-SEG: ``images/*.jpg`` and ``masks/*.jpg`` with equal names (the zip unpacks into a ``Kvasir-SEG/`` folder).
-- CVC-ClinicDB: ``Original/<n>.tif|png`` and ``Ground Truth/<n>.tif|png`` (some copies wrap them in ``PNG/`` and
-  ``TIF/`` folders; the PNG copy is preferred because MONAI's default ``PILReader`` does not pick TIFF files).
+- CVC-ClinicDB: ``Original/<n>.tif|png|jpg`` and ``Ground Truth/<n>.tif|png|jpg`` (the original is TIFF; copies
+  circulate as PNG and JPEG, some wrapped in ``PNG/``, ``TIF/`` or ``JPG/`` folders side by side; a lossless copy is
+  preferred to a JPEG one, whose masks carry compression noise).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from monai_pruning.data.file_pairing import list_data_files, pair_by_stem, requi
 __all__ = ["read_kvasir_seg", "read_cvc_clinicdb", "looks_like_kvasir_seg", "looks_like_cvc_clinicdb"]
 
 _KVASIR_SUFFIXES = (".jpg", ".jpeg", ".png")
-_CVC_SUFFIXES = (".tif", ".tiff", ".png")
+_CVC_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+# Wrapper folders of the copies, best first: lossless before JPEG.
+_CVC_PREFERRED = ("PNG", "png", "TIF", "tif", "TIFF", "tiff")
 _CVC_IMAGES, _CVC_MASKS = "Original", "Ground Truth"
 
 
@@ -64,7 +67,8 @@ def read_kvasir_seg(root: str | os.PathLike) -> list[dict]:
 
 def read_cvc_clinicdb(root: str | os.PathLike) -> list[dict]:
     """
-    List the CVC-ClinicDB frame/mask pairs under ``root`` (or its ``PNG/``, ``TIF/`` or other single sub-folder).
+    List the CVC-ClinicDB frame/mask pairs under ``root`` (or its ``PNG/``, ``TIF/``, ``JPG/`` or other single
+    sub-folder; of several such copies the PNG one is read, else the TIFF one).
 
     Returns:
         ``[{"image": path, "label": path, "case": frame number as str}, ...]`` in numeric order.
@@ -73,7 +77,7 @@ def read_cvc_clinicdb(root: str | os.PathLike) -> list[dict]:
         DatasetError: missing folder, no pairs, or a frame without a mask / a mask without a frame.
     """
     base = require_folder(Path(root).expanduser(), "CVC-ClinicDB folder")
-    found = resolve_wrapped_root(base, looks_like_cvc_clinicdb, preferred=("PNG", "png"))
+    found = resolve_wrapped_root(base, looks_like_cvc_clinicdb, preferred=_CVC_PREFERRED)
     if found is None:
         raise DatasetError(
             f"no CVC-ClinicDB layout in {base}: expected 'Original/' and 'Ground Truth/' folders there or in one "

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from bundle_cli import (
+    BUNDLES,
     assert_missing_input_folder_is_one_line,
     configs,
     copy_bundle,
@@ -31,6 +32,36 @@ def trained(tmp_path_factory):
     root = copy_bundle(NAME, tmp_path_factory.mktemp("bundle"))
     monai_bundle(root, "run", "--config_file", configs("train.json"), "--meta_file", "configs/metadata.json", *TINY)
     return root
+
+
+def _write_cvc_copy(root, suffix, rng):
+    """A CVC-ClinicDB copy of 5 frames (RGB) with masks (grey, one bright square each) in one picture format."""
+    (root / "Original").mkdir(parents=True)
+    (root / "Ground Truth").mkdir()
+    for n in range(1, 6):
+        frame = rng.integers(0, 256, size=(36, 48, 3), dtype=np.uint8)
+        mask = np.zeros((36, 48), dtype=np.uint8)
+        mask[8:24, 10:30] = 255
+        Image.fromarray(frame).save(root / "Original" / f"{n}.{suffix}")
+        Image.fromarray(mask).save(root / "Ground Truth" / f"{n}.{suffix}")
+
+
+@pytest.mark.parametrize("suffix", ["tif", "png", "jpg"])
+def test_a_cvc_clinicdb_copy_in_any_of_its_formats_is_checked_and_loaded_by_the_training_config(tmp_path, suffix):
+    from monai.bundle import ConfigParser
+
+    _write_cvc_copy(tmp_path / "CVC-ClinicDB", suffix, np.random.default_rng(0))
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / NAME / "configs" / "train.json"))
+    parser.update({"bundle_root": str(tmp_path / "bundle"), "dataset_dir": str(tmp_path / "CVC-ClinicDB"),
+                   "output_dir": str(tmp_path / "out")})
+    data = parser.get_parsed_content("data")
+    assert data["info"]["layout"] == "cvc_clinicdb" and data["info"]["num_cases"] == 5
+    out = parser.get_parsed_content("validate#preprocessing")(data["validation"][0])
+    assert out["image"].shape == (3, 128, 128) and float(out["image"].max()) <= 1.0
+    assert sorted(torch.unique(out["label"]).tolist()) == [0.0, 1.0]
+    share = float(out["label"].mean())  # the square covers 320 of 1728 pixels
+    assert abs(share - 320 / 1728) < 0.03
 
 
 def test_training_on_demo_data_writes_a_pruning_checkpoint_and_a_run_record(trained):

@@ -105,3 +105,21 @@ def test_cvc_frame_without_mask_is_an_error(tmp_path):
     _picture(tmp_path / "Ground Truth" / "1.png", channels=1)
     with pytest.raises(DatasetError, match=r"images without a mask .*1 \(2.png\)"):
         read_cvc_clinicdb(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", ["tif", "tiff", "png", "jpg", "jpeg", "JPG"])
+def test_cvc_reads_every_format_its_copies_circulate_in(tmp_path, suffix):
+    for n in (1, 2):
+        _picture(tmp_path / "Original" / f"{n}.{suffix}")
+        _picture(tmp_path / "Ground Truth" / f"{n}.{suffix}", channels=1)
+    items = read_cvc_clinicdb(tmp_path)
+    assert [Path(item["image"]).name for item in items] == [f"1.{suffix}", f"2.{suffix}"]
+
+
+@pytest.mark.parametrize("copies, chosen", [(("JPG", "TIF"), "TIF"), (("JPG", "PNG", "TIF"), "PNG")])
+def test_cvc_prefers_a_lossless_copy_to_a_jpeg_copy_beside_it(tmp_path, copies, chosen):
+    for folder in copies:
+        _picture(tmp_path / folder / "Original" / f"1.{folder.lower()}")
+        _picture(tmp_path / folder / "Ground Truth" / f"1.{folder.lower()}", channels=1)
+    (item,) = read_cvc_clinicdb(tmp_path)
+    assert Path(item["image"]).parent.parent.name == chosen
