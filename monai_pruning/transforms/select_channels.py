@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping, Sequence
 
 import torch
@@ -13,6 +14,8 @@ from monai_pruning.transforms.errors import TransformError
 from monai_pruning.transforms.image_source import describe_image_source
 
 __all__ = ["SelectChannels", "SelectChannelsd", "parse_modality", "resolve_channels"]
+
+logger = logging.getLogger(__name__)
 
 
 def parse_modality(modality: Mapping) -> list[str]:
@@ -51,10 +54,22 @@ def resolve_channels(channels: int | str | Sequence[int | str], names: Sequence[
 
     Names are matched exactly first and then ignoring case, because MSD mixes cases within one file
     (Task01: "FLAIR", "T1w", "t1gd", "T2w").
+
+    A dataset with a single channel has nothing to choose from: one name that is not its channel's name selects that
+    channel, with a warning naming both (MSD Task04_Hippocampus calls its T1-weighted channel "MRI", and a bundle that
+    asks for "T1w" should read it as it is). Two or more channels cannot come from one, so that stays an error.
     """
     wanted = [channels] if isinstance(channels, (int, str)) else list(channels)
     if len(wanted) == 0:
         raise TransformError("SelectChannels: channels is empty; give at least one channel index or name.")
+    if names is not None and len(names) == 1 and len(wanted) == 1 and isinstance(wanted[0], str):
+        if wanted[0].lower() != names[0].lower():
+            logger.warning(
+                "SelectChannels: the dataset has one channel, %r; using it for the requested channel %r.",
+                names[0],
+                wanted[0],
+            )
+        return [0]
     indices: list[int] = []
     for item in wanted:
         if isinstance(item, bool) or not isinstance(item, (int, str)):
@@ -90,7 +105,8 @@ class SelectChannels(Transform):
         channels: channel indices (ints) and/or modality names (strs); a single int or str selects one channel.
             The output always keeps the channel dimension.
         modality: the "modality" mapping of the MSD ``dataset.json`` (``{"0": "FLAIR", "1": "T1w", ...}``); needed
-            to select by name. When given, the image must have exactly that many channels.
+            to select by name. When given, the image must have exactly that many channels. A mapping of one channel
+            gives that channel for any one name, with a warning (see :func:`resolve_channels`).
 
     Example::
 

@@ -110,6 +110,17 @@ def test_preprocessing_keeps_single_channel_images_of_a_dataset_that_names_no_ch
     np.testing.assert_allclose(out["image"][0].numpy(), _zscore(channels[case["image"]][0]), atol=1e-4)
 
 
+def test_a_single_channel_decathlon_task_naming_its_channel_mri_trains_on_it_without_image_channels(tmp_path):
+    # MSD Task04_Hippocampus: "modality": {"0": "MRI"}, while the bundle asks for "T1w" by default
+    channels = _write_msd(tmp_path / "Task04", np.random.default_rng(3), {"0": "MRI"})
+    parser = _parsed_config(tmp_path, "train.json", dataset_dir=str(tmp_path / "Task04"),
+                            output_dir=str(tmp_path / "out"))
+    case = parser.get_parsed_content("data")["test"][0]
+    out = parser.get_parsed_content("validate#preprocessing")(case)
+    assert out["image"].shape == (1, 20, 20, 20)
+    np.testing.assert_allclose(out["image"][0].numpy(), _zscore(channels[case["image"]][0]), atol=1e-4)
+
+
 def test_inference_preprocessing_selects_t1w_from_four_channel_files_when_told_their_channels(tmp_path):
     channels = _write_msd(tmp_path / "Task01", np.random.default_rng(2), MSD_TASK01_MODALITY)
     path = sorted(channels)[0]
@@ -170,10 +181,11 @@ def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_pa
 
 
 def test_inference_with_a_channel_name_the_modality_mapping_lacks_fails_with_one_clear_line(trained):
+    # a multi-channel mapping: a single-channel one gives its channel for any name (with a warning)
     assert_inference_fails_with_one_line(
         trained, trained / "data" / "demo" / "imagesTr",
-        "SelectChannels: channel name 'T2w' is not one of the modality names ['T1w'].",
-        "--image_channels", "['T2w']", *NET,
+        "SelectChannels: channel name 'T2w' is not one of the modality names ['FLAIR', 'T1w'].",
+        "--image_channels", "['T2w']", "--modality", "{'0':'FLAIR','1':'T1w'}", *NET,
     )
 
 

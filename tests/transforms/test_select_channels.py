@@ -127,3 +127,32 @@ def test_usable_from_a_bundle_config():
     }
     out = ConfigParser(config).get_parsed_content("t")({"image": _four_channel_image()})
     assert out["image"].shape == (1, 3, 2, 2) and out["image"].max() == 2
+
+
+def test_a_single_channel_dataset_gives_its_one_channel_for_a_name_it_does_not_use_and_says_so(caplog):
+    # MSD Task04_Hippocampus names its only channel "MRI"; the brain bundle asks for "T1w"
+    image = np.full((1, 3, 2, 2), 7.0, dtype=np.float32)
+    with caplog.at_level("WARNING", logger="monai_pruning.transforms.select_channels"):
+        selector = SelectChannels(["T1w"], modality={"0": "MRI"})
+    assert selector.indices == [0]
+    assert "one channel, 'MRI'" in caplog.text and "'T1w'" in caplog.text
+    out = selector(image)
+    assert out.shape == (1, 3, 2, 2) and out.max() == 7
+
+
+def test_a_single_channel_dataset_matching_the_name_in_another_case_gives_no_warning(caplog):
+    with caplog.at_level("WARNING", logger="monai_pruning.transforms.select_channels"):
+        assert SelectChannels("t1W", modality={"0": "T1w"}).indices == [0]
+    assert caplog.text == ""
+
+
+def test_a_single_channel_dataset_cannot_give_two_channels():
+    with pytest.raises(ValueError, match=r"channel name 'T1w' is not one of the modality names \['MRI'\]"):
+        SelectChannels(["MRI", "T1w"], modality={"0": "MRI"})
+
+
+def test_a_multi_channel_dataset_without_the_named_channel_is_a_one_line_error():
+    with pytest.raises(ValueError) as failure:
+        SelectChannels(["T1"], modality={"0": "FLAIR", "1": "T2w"})
+    assert "channel name 'T1' is not one of the modality names ['FLAIR', 'T2w']" in str(failure.value)
+    assert "\n" not in str(failure.value)
