@@ -1,6 +1,6 @@
 """Filter pruning for MONAI segmentation networks.
 
-The package is layered (see DESIGN.md): ``monai_pruning.engine`` traces a network into channel groups and cuts them
+The package is layered (``docs/design.md``): ``monai_pruning.engine`` traces a network into channel groups and cuts them
 physically; ``monai_pruning.criteria`` holds the pure maths of the pruning methods; ``monai_pruning.handlers`` wires
 them into PyTorch-Ignite engines; ``monai_pruning.data`` and ``monai_pruning.transforms`` read the public datasets;
 ``monai_pruning.measure`` counts parameters, MACs and latency; ``monai_pruning.report`` writes histories and plots;

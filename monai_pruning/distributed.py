@@ -1,5 +1,5 @@
 """
-What pruning needs from ``torch.distributed`` (DESIGN.md, decision 7: torchrun + DistributedDataParallel).
+What pruning needs from ``torch.distributed`` under torchrun + DistributedDataParallel (``docs/design.md``).
 
 Every rank holds a replica of the network and sees its own share of the data. A cut must be the same on every rank,
 so the statistics behind it are summed over the ranks, rank 0 decides, and its decision is sent to all others as

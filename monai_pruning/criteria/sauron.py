@@ -5,7 +5,7 @@ score delta_prune, and the per-group threshold schedule that decides when a grou
 Everything here works on channel-first feature maps ``(B, C, *spatial)`` with 1, 2 or 3 spatial dims and knows
 nothing about engines, hooks or networks; the Ignite handler feeds it the captured maps and applies the cuts.
 
-Deliberate departures from the original code (see ``reference/sauron.md``):
+Deliberate departures from the original code (reasons and evidence in ``docs/sauron.md``):
 
 - the 3D distances reduce over *all* spatial axes (the original reduced over axes (2, 3) only);
 - a layer with a single channel contributes no delta_opt term instead of a NaN mean of an empty tensor;
@@ -239,7 +239,7 @@ class _DeltaOptDistances(torch.autograd.Function):
 
 def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """
-    Distances of every channel to channel 0 that the clustering regulariser minimises (sauron.md section 2.1).
+    Distances of every channel to channel 0 that the clustering regulariser minimises (``docs/sauron.md``).
 
     Each map is min-max normalised per sample and channel over all spatial axes, so the regulariser pulls channels
     towards the *shape* of channel 0, not its scale; the normalised maps are 2x average pooled and compared by RMS
@@ -384,7 +384,7 @@ def _check_channel_run(selection: Any, channels: int, where: str) -> tuple[int, 
 
 def delta_prune(features: torch.Tensor, reference: int, eps: float = 1e-15, pooled: bool = False) -> torch.Tensor:
     """
-    Pruning score of every channel of one layer: its distance to a reference channel (sauron.md section 3.1).
+    Pruning score of every channel of one layer: its distance to a reference channel (``docs/sauron.md``).
 
     Unlike delta_opt the maps are *raw* (a channel that is a scaled copy of the reference is still far from it); the
     2x average pooled maps are compared by RMS distance over all spatial axes, each sample's distances are divided by
@@ -605,7 +605,7 @@ def most_redundant_within_cost(
 
 class ThresholdSchedule:
     """
-    The per-group thresholds tau of Sauron and the rule that raises them (sauron.md section 3.4).
+    The per-group thresholds tau of Sauron and the rule that raises them (``docs/sauron.md``).
 
     Each group's tau walks up the admissible values ``linspace(tau_start, tau_max, kappa + 1)`` one step at a time.
     Called once per epoch end, :meth:`update` does for every group: if its patience counter is positive, decrement

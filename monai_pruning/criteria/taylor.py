@@ -1,6 +1,6 @@
 """
-The maths of TaylorFO channel importance (Molchanov et al. 2017/2019; Sapkota et al. 2023, see
-``reference/taylorfo.md``): per-sample normalisation of the output gradient, the first-order contribution of each
+The maths of TaylorFO channel importance (Molchanov et al. 2017/2019; Sapkota et al. 2023; our choices and
+departures: ``docs/taylorfo.md``): per-sample normalisation of the output gradient, the first-order contribution of each
 channel, its reduction over samples, and the global choice of the channels to remove.
 
 For a channel c with activation ``a`` and gradient ``g = dL/da``, ``z[b, c] = sum_space a * g`` is the derivative of

@@ -1,6 +1,6 @@
 """The pruning record: the width of every channel-bearing module, as plain data.
 
-A pruned checkpoint is ``{"pruning": <record>, "model": <state dict>}`` (DESIGN.md, decision 3).  The record is
+A pruned checkpoint is ``{"pruning": <record>, "model": <state dict>}`` (``docs/design.md``).  The record is
 loaded first: it reshapes a freshly built, unpruned network so that the weights that follow load strictly.  It holds
 only ``str``/``int`` values, so ``torch.load(weights_only=True)`` accepts it, and no pickled module is ever needed.
 

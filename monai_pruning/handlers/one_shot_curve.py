@@ -1,7 +1,7 @@
 """
 One-shot TaylorFO pruning curve: score once, remove more and more of the globally least important channels WITHOUT
 fine-tuning, and measure the validation metric, MACs and parameters at each point (the main figure of the TaylorFO
-precursor paper; ``reference/taylorfo.md`` section 2.3).
+precursor paper; ``docs/taylorfo.md``).
 
 It shows how much of the network is redundant before any retraining, and is the cheap way to choose a pruning target
 for the iterative handler. The network given is never changed: every point is cut on a deep copy.

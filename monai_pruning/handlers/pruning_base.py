@@ -14,7 +14,7 @@ here, written once:
 - ``state_dict()`` holds only plain data and tensors, loadable with ``torch.load(weights_only=True)``, so the handler
   sits in the ``CheckpointSaver`` ``save_dict`` and a killed run resumes exactly.
 
-Under ``torchrun`` with the trainer's network in ``DistributedDataParallel`` (DESIGN.md, decision 7; the bundles'
+Under ``torchrun`` with the trainer's network in ``DistributedDataParallel`` (``docs/design.md``; the bundles'
 ``configs/multi_gpu_train.json``): the statistics behind a cut are summed over the ranks, rank 0 decides and its
 decision (channels, validation metric, method state) reaches every rank as plain data, every rank applies the same
 cut, and the trainer's (and the validator's, when it holds the same wrapper) ``DistributedDataParallel`` is built

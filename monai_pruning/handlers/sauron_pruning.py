@@ -1,5 +1,5 @@
 """
-Sauron filter pruning as an Ignite handler (Valverde, Shatillo, Tohka; arXiv 2209.13590, see ``reference/sauron.md``).
+Sauron filter pruning as an Ignite handler (Valverde, Shatillo, Tohka; arXiv 2209.13590, see ``docs/sauron.md``).
 
 During training the clustering regulariser delta_opt, computed on every prunable group's feature maps, is added to the
 loss; at every epoch end each group loses the channels whose delta_prune distance to a random reference channel is

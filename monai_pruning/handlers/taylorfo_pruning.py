@@ -1,6 +1,6 @@
 """
 TaylorFO filter pruning as an Ignite handler (Molchanov et al. 2017/2019; Sapkota et al. 2023; see
-``reference/taylorfo.md``).
+``docs/taylorfo.md``).
 
 Every ``interval`` epochs (or iterations) from ``start_epoch``, the channels of all prunable groups are scored by their
 first-order Taylor importance on a few training batches, and the globally least important ones are removed; training

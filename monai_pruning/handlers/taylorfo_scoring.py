@@ -1,5 +1,5 @@
 """
-TaylorFO importance of every channel of every group, from dedicated forward/backward passes (``reference/taylorfo.md``).
+TaylorFO importance of every channel of every group, from dedicated forward/backward passes (``docs/taylorfo.md``).
 
 For each scoring batch: one forward pass with the feature taps on; the gradient at the network output (of the loss,
 or random when ``gradient="random"``: label-free) is scaled per sample to unit L2 norm over the whole output (all

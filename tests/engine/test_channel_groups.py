@@ -1,4 +1,4 @@
-"""Channel groups found by tracing (DESIGN.md, decision 1).
+"""Channel groups found by tracing (``docs/design.md``, "The channel engine").
 
 A group is every tensor dimension that must lose the same channels: producers joined by residual additions, the
 norms after them, and each consumer's input slice at its offset inside a concatenation.  What the tracer does not

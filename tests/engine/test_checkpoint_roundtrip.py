@@ -1,4 +1,4 @@
-"""A pruned checkpoint goes through stock MONAI handlers and comes back whole (DESIGN.md, decision 3).
+"""A pruned checkpoint goes through stock MONAI handlers and comes back whole (``docs/design.md``).
 
 A tiny ``SupervisedTrainer`` run cuts its network after the first epoch and trains on; ``CheckpointSaver`` writes
 ``{"pruning": PruningRecord, "model": network, "optimizer": optimizer}``.  A freshly built *unpruned* network and its

@@ -1,4 +1,4 @@
-"""The engine's oracle (DESIGN.md, decision 2): physical pruning equals masking.
+"""The engine's oracle (``docs/design.md``): physical pruning equals masking.
 
 Cutting channels from a group must give, to float tolerance, the outputs of the unpruned network with those channels
 zeroed where they enter their consumers.  Held for every supported network, 2D and 3D, for random cuts, and for a

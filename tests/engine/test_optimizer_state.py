@@ -1,4 +1,4 @@
-"""The optimizer survives a cut (DESIGN.md, decision 5).
+"""The optimizer survives a cut (``docs/design.md``, "The channel engine").
 
 After ``ChannelPruner.cut(..., optimizer=opt)`` the optimizer must update the network's *new* parameters, with its
 per-parameter state (SGD momentum, Adam/AdamW moments) cut with exactly the indices the weights were cut with, the

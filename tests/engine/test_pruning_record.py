@@ -1,4 +1,4 @@
-"""The pruning record (DESIGN.md, decision 3): plain data that reshapes a freshly built network to a pruned one.
+"""The pruning record (``docs/design.md``): plain data that reshapes a freshly built network to a pruned one.
 
 The record must hold everything that the weights' shapes do not tell (depthwise ``groups``, GroupNorm
 ``num_groups``), so that a network built from the unpruned ``network_def`` takes the pruned weights strictly and
