@@ -10,9 +10,8 @@ sample of ``example_shape``, eval mode) are at most the epoch's target, which go
 ``score_batches`` training batches right before the step); ``"l1"`` is ``GroupMagnitudeImportance`` with p=1. The
 benchmark ranks Taylor channels globally, as our TaylorFO does, and L1 channels per layer (every layer loses the same
 fraction, as in Li et al., "Pruning Filters for Efficient ConvNets"): filter L1 norms are not comparable across layers
-(they grow with a layer's fan-in, and behind an affine-free InstanceNorm a filter's scale does not change its output);
-ranked globally, L1 collapsed training to an all-background prediction (Dice 0) on the polyp and brain networks. The
-groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, so both methods choose
+(they grow with a layer's fan-in, and behind an affine-free InstanceNorm a filter's scale does not change its output).
+The groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, so both methods choose
 from the same channels.
 
 Torch-Pruning replaces the pruned parameters by new tensors and does not slice optimizer state: after each step the

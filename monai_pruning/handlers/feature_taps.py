@@ -32,8 +32,8 @@ class _GradSlot:
     """Receives the gradient of one tapped tensor from its autograd hook.
 
     The hook must not reference the tensor it is registered on: the hook lives on the tensor's ``grad_fn``, in C++,
-    where Python's garbage collector cannot see a cycle back to the tensor, so every captured forward pass (feature
-    maps and graph, about 0.4 GB per 8 x 128 x 128 batch of the polyp network) would stay in memory for good.
+    where Python's garbage collector cannot see a cycle back to the tensor, so every captured forward pass (its
+    feature maps and autograd graph) would stay in memory for good.
     """
 
     __slots__ = ("grad",)

@@ -70,9 +70,9 @@ class SauronPruning(PruningHandlerBase):
       pruned network with the segmentation loss alone. The paper has no such stop; without a target (the default)
       the thresholds decide the final size.
     - With ``warmup_epochs``: the first epochs train with the segmentation loss alone (no regulariser, no scoring, no
-      cut, thresholds held at ``tau_start``); Sauron starts after them. The paper starts at epoch 1. On the brain
-      demo the regulariser alone, with nothing cut, kept the validation Dice of the small lesion class at 0.001 at
-      epoch 30, where the baseline's was 0.24: a class learned late loses against the clustering pull.
+      cut, thresholds held at ``tau_start``); Sauron starts after them. The paper starts at epoch 1. The clustering
+      pull competes with learning a class the network only finds after some epochs, such as a small lesion class
+      (what it measured: ``docs/sauron.md``).
 
     See :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint, the
     handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``), resuming, and

@@ -117,8 +117,8 @@ class TaylorFOPruning(PruningHandlerBase):
         baseline_before_training: measure the baseline by running the validator once before the first training
             epoch (logged and recorded as epoch 0), on the network as loaded, instead of at the first validation
             before the first cut. For fine-tuning a trained network: a new learning rate moves the metric in the
-            first epochs before any cut (the brain demo's validation Dice fell from 0.42 to 0.39 in 2 epochs), and a
-            baseline taken then lets pruning go that much further below the network it started from. Leave it off
+            first epochs before any cut, and a baseline taken then lets pruning go that much further below the
+            network it started from (measured: ``docs/taylorfo.md``). Leave it off
             when the handler trains a network from scratch (``start_epoch`` > 1).
         seed: seed of the random output gradients (``gradient="random"``).
         one_shot_steps: also produce a one-shot curve (no fine-tuning) at the first step: removed channel counts
