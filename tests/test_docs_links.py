@@ -23,15 +23,23 @@ REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("monai_pruning", "benchmarks", "bundles", "tests")
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", "build", "dist", "runs", "data", "models"}
 
-# not after a word, a dot, a slash or a colon: the middle of a path or of a URL is not a reference of its own
-_START = r"(?<![\w.:/-])"
+# A reference starts after anything but a word character or a dot; after a placeholder such as ``<output_dir>/`` it
+# is the part that follows, and an absolute path is read without its leading slash (so it names no repository file).
+_START = r"(?<![\w.-])"
 _END = r"(?![\w/-])"
-DOC_REFERENCE = re.compile(_START + r"(/?(?:[\w.-]+/)*[\w-][\w.-]*\.(?:md|rst))" + _END)
-SOURCE_REFERENCE = re.compile(_START + r"(/?(?:[\w.-]+/)+[\w-][\w.-]*\.(?:py|sh|conf|cfg|toml))" + _END)
+DOC_REFERENCE = re.compile(_START + r"((?:[\w.-]+/)*[\w-][\w.-]*\.(?:md|rst))" + _END)
+SOURCE_REFERENCE = re.compile(_START + r"((?:[\w.-]+/)+[\w-][\w.-]*\.(?:py|sh|conf|cfg|toml))" + _END)
 CONFIG_REFERENCE = re.compile(
-    _START + r"(/?(?:[\w.-]+/)*(?:configs|bundles|benchmarks|docs)/(?:[\w.-]+/)*[\w-][\w.-]*\.json)" + _END
+    _START + r"((?:[\w.-]+/)*(?:configs|bundles|benchmarks|docs)/(?:[\w.-]+/)*[\w-][\w.-]*\.json)" + _END
 )
 PATTERNS = (DOC_REFERENCE, SOURCE_REFERENCE, CONFIG_REFERENCE)
+URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+")
+
+
+def _references(text: str) -> list[re.Match]:
+    """The file references in ``text``; URLs are blanked out first (same length, so offsets stay)."""
+    text = URL.sub(lambda url: " " * len(url.group()), text)
+    return [match for pattern in PATTERNS for match in pattern.finditer(text)]
 
 
 def _repo_files() -> list[Path]:
@@ -76,8 +84,6 @@ def _shell_prose(source: str) -> list[tuple[int, str]]:
 
 
 def _exists(reference: str, written_by_module: set[str]) -> bool:
-    if reference.startswith("/"):
-        return False  # an absolute path is never a file of the repository
     reference = re.sub(r"^(\.\.?/)+", "", reference)
     if "/" in reference:
         return reference in PATHS or any(path.endswith("/" + reference) for path in PATHS)
@@ -97,10 +103,9 @@ def _dangling_references(relative: Path) -> list[str]:
         prose, constants = _shell_prose(source), set()
     dangling = []
     for line, text in prose:
-        for pattern in PATTERNS:
-            for match in pattern.finditer(text):
-                if not _exists(match.group(1), constants):
-                    dangling.append(f"{relative}:{line + text.count(chr(10), 0, match.start())}: {match.group(1)}")
+        for match in _references(text):
+            if not _exists(match.group(1), constants):
+                dangling.append(f"{relative}:{line + text.count(chr(10), 0, match.start())}: {match.group(1)}")
     return dangling
 
 
@@ -119,13 +124,16 @@ def test_the_scan_covers_the_package_the_benchmarks_and_the_bundles():
         ("``monai_pruning/handlers/no_such_handler.py``", ["monai_pruning/handlers/no_such_handler.py"]),
         ("``bundles/polyp_endoscopy_segmentation/configs/no_such_overlay.json``",
          ["bundles/polyp_endoscopy_segmentation/configs/no_such_overlay.json"]),
-        ("see /work/elsewhere/NOTES.md", ["/work/elsewhere/NOTES.md"]),
+        ("see /work/elsewhere/NOTES.md", ["work/elsewhere/NOTES.md"]),
+        ("see ../elsewhere/DESIGN.md", ["../elsewhere/DESIGN.md"]),
         ("as in https://example.org/project/README.md", []),
         ("writes ``results.md`` next to ``runs/split.json``", []),
+        ("writes ``<output_dir>/results.md`` and ``<output_dir>/summary.md``", ["summary.md"]),
+        ("``bundles/<task>/configs/prune_sauron.json``", []),
     ],
 )
 def test_references_to_missing_files_are_found_and_existing_ones_pass(text, found):
-    references = [m.group(1) for pattern in PATTERNS for m in pattern.finditer(text)]
+    references = [match.group(1) for match in _references(text)]
     assert [r for r in references if not _exists(r, {"results.md"})] == found
 
 
