@@ -140,3 +140,21 @@ def test_references_to_missing_files_are_found_and_existing_ones_pass(text, foun
 def test_docstrings_and_comments_reference_only_files_in_the_repository():
     dangling = [entry for path in _scanned_files() for entry in _dangling_references(path)]
     assert not dangling, "docstrings/comments name files that are not in the repository:\n" + "\n".join(dangling)
+
+
+def _test_names() -> set[str]:
+    names = set()
+    for path in FILES:
+        if path.parts[0] == "tests" and path.suffix == ".py":
+            names.update(re.findall(r"^\s*def (test_\w+)", (REPO / path).read_text(encoding="utf-8"), re.MULTILINE))
+    return names
+
+
+def test_the_docs_cite_only_files_and_tests_that_exist():
+    names = _test_names()
+    missing = []
+    for page in sorted(p for p in FILES if p.parts[0] == "docs" and p.suffix == ".md"):
+        text = (REPO / page).read_text(encoding="utf-8")
+        missing += [f"{page}: {m.group(1)}" for m in _references(text) if not _exists(m.group(1), set())]
+        missing += [f"{page}: {name}" for name in re.findall(r"\b(test_\w+)\b(?!\.)", text) if name not in names]
+    assert not missing, "docs/ cites files or tests that are not in the repository:\n" + "\n".join(missing)
