@@ -6,7 +6,8 @@ documentation file (``*.md``, ``*.rst``), to a source file written with its fold
 to a JSON file under a ``configs``/``bundles``/``benchmarks``/``docs`` folder (other JSON paths are usually outputs,
 such as ``runs/split.json``). A path with a folder must be the end of an existing file's path; a bare file name must
 be the name of an existing file or of one the module itself writes (a string in its code, such as a report); an
-absolute path is never a file of the repository.
+absolute path is never a file of the repository. The pages of ``docs/`` are held to the same rule, and every test
+they cite as evidence must exist.
 """
 
 from __future__ import annotations
