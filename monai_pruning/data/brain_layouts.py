@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from monai_pruning.data.errors import DatasetError
@@ -29,6 +30,7 @@ from monai_pruning.data.file_pairing import (
 __all__ = [
     "read_msd",
     "read_msd_metadata",
+    "list_msd_images",
     "read_atlas",
     "looks_like_msd",
     "looks_like_atlas",
@@ -110,6 +112,25 @@ def read_msd_metadata(root: str | os.PathLike) -> dict:
         "labels": {str(k).strip(): str(v) for k, v in labels.items()},
         "training": training,
     }
+
+
+def list_msd_images(root: Path, suffixes: Sequence[str]) -> list[Path] | None:
+    """
+    The images of the Decathlon task at ``root`` (or in its single ``TaskXX_*`` sub-folder): the visible files of
+    ``imagesTr/`` and then ``imagesTs/`` whose name ends with one of ``suffixes`` (case-insensitive), each folder in
+    natural order. What an inference run at a task root segments; None when there is no ``dataset.json``.
+    """
+    found = resolve_wrapped_root(root, looks_like_msd)
+    if found is None:
+        return None
+    wanted = tuple(s.lower() for s in suffixes)
+    images: list[Path] = []
+    for part in ("imagesTr", "imagesTs"):
+        folder = found / part
+        if folder.is_dir():
+            files = [p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name)]
+            images += sorted((p for p in files if p.name.lower().endswith(wanted)), key=lambda p: natural_key(p.name))
+    return images
 
 
 def read_msd(root: str | os.PathLike) -> list[dict]:

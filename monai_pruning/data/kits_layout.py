@@ -16,12 +16,13 @@ from pathlib import Path
 from monai_pruning.data.errors import DatasetError
 from monai_pruning.data.file_pairing import natural_key, require_folder, summarise_names, visible_subdirs
 
-__all__ = ["read_kits", "find_kits_cases_dir", "KITS_LABELS"]
+__all__ = ["read_kits", "find_kits_cases_dir", "list_kits_images", "KITS_LABELS", "KITS_IMAGE_NAME"]
 
 logger = logging.getLogger(__name__)
 
 KITS_LABELS = {"0": "background", "1": "kidney", "2": "tumor", "3": "cyst"}
-_IMAGE = "imaging.nii.gz"
+KITS_IMAGE_NAME = "imaging.nii.gz"
+_IMAGE = KITS_IMAGE_NAME
 _MASKS = ("segmentation.nii.gz", "aggregated_MAJ_seg.nii.gz")
 
 
@@ -40,6 +41,25 @@ def find_kits_cases_dir(root: Path) -> Path | None:
             if candidate.is_dir() and _case_dirs(candidate):
                 return candidate
     return None
+
+
+def list_kits_images(root: Path) -> list[Path] | None:
+    """
+    The ``imaging.nii.gz`` of every case folder under ``root`` (found as by :func:`find_kits_cases_dir`), labelled or
+    not, in case order: what an inference run at a KiTS root segments. None when ``root`` holds no case folders.
+
+    Raises:
+        DatasetError: case folders without ``imaging.nii.gz`` (a KiTS19 clone before its images were downloaded),
+            because segmenting only the cases that happen to be there would hide it.
+    """
+    cases_dir = find_kits_cases_dir(root)
+    if cases_dir is None:
+        return None
+    cases = _case_dirs(cases_dir)
+    no_image = [case.name for case in cases if not (case / _IMAGE).is_file()]
+    if no_image:
+        raise DatasetError(f"case folders without {_IMAGE} in {cases_dir}: {summarise_names(no_image)}")
+    return [case / _IMAGE for case in cases]
 
 
 def read_kits(root: str | os.PathLike) -> list[dict]:

@@ -112,3 +112,22 @@ def verify_metadata_and_network(root: Path, *overrides: str) -> None:
                  "--hash_val", schema_md5())
     monai_bundle(root, "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
                  "--config_file", configs("inference.json"), *overrides)
+
+
+def save_untrained_model(root: Path, overrides: dict | None = None) -> Path:
+    """``models/model.pt`` in the trained checkpoint's layout (pruning record, then weights) for the inference config's
+    ``network_def`` (with ``overrides``), untrained: enough for tests of what inference reads and writes, without
+    training first."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from monai_pruning.engine import PruningRecord
+
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.update(overrides or {})
+    network = parser.get_parsed_content("network_def")
+    path = root / "models" / "model.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"pruning": PruningRecord(network).state_dict(), "model": network.state_dict()}, path)
+    return path

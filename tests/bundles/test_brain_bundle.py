@@ -133,6 +133,24 @@ def test_inference_preprocessing_selects_t1w_from_four_channel_files_when_told_t
     assert "has 4 channels but the modality mapping names 1" in str(failure.value.__cause__)
 
 
+def test_inference_at_a_decathlon_task_root_segments_its_training_and_test_images(tmp_path):
+    channels = _write_msd(tmp_path / "Task04_Hippocampus", np.random.default_rng(4), {"0": "MRI"})
+    (tmp_path / "Task04_Hippocampus" / "imagesTs").mkdir()
+    test_image = tmp_path / "Task04_Hippocampus" / "imagesTs" / "BRATS_100.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((20, 20, 20), dtype=np.float32), np.eye(4)), test_image)
+    parser = _parsed_config(tmp_path, "inference.json", input_dir=str(tmp_path / "Task04_Hippocampus"))
+    assert [item["image"] for item in parser.get_parsed_content("datalist")] == sorted(channels) + [str(test_image)]
+
+
+def test_inference_without_a_trained_model_says_so_in_one_line_before_reading_images(tmp_path):
+    parser = _parsed_config(tmp_path, "inference.json", checkpoint=str(tmp_path / "nothing.pt"))
+    with pytest.raises(RuntimeError) as failure:  # MONAI wraps the expression's error
+        parser.get_parsed_content("handlers")
+    assert str(failure.value.__cause__) == (
+        f"no trained model at {tmp_path / 'nothing.pt'}: train first (configs/train.json), or set --checkpoint <path>"
+    )
+
+
 def test_training_on_demo_data_writes_pruning_checkpoints_and_a_run_record(trained):
     for name in ("model.pt", "model_best.pt"):
         checkpoint = torch.load(trained / "models" / name, weights_only=True)

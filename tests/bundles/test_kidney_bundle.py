@@ -19,6 +19,7 @@ from bundle_cli import (
     copy_bundle,
     export_pruned_torchscript,
     monai_bundle,
+    save_untrained_model,
     verify_metadata_and_network,
 )
 
@@ -133,6 +134,33 @@ def test_inference_writes_masks_with_the_input_shape_and_affine_and_skips_kits_m
     # the same scan stored in two orientations gets the same segmentation
     back = nib.as_closest_canonical(masks["scan_lps"])
     np.testing.assert_array_equal(np.asarray(back.dataobj), np.asarray(masks["scan_ras"].dataobj))
+
+
+def test_inference_at_a_kits_root_segments_every_case_and_names_each_mask_by_its_case(tmp_path):
+    root = copy_bundle(NAME, tmp_path / "bundle")
+    save_untrained_model(root, {"network_def#filters": [4, 4, 8, 8, 16]})
+    cases = tmp_path / "kits23" / "dataset"
+    for name in ("case_00003", "case_00010"):
+        _write_kits_case(cases, name, np.diag([4.0, 4.0, 4.0, 1.0]))
+    (cases / "case_00010" / "segmentation.nii.gz").unlink()  # a test case without its mask is segmented too
+    out = tmp_path / "pred"
+    monai_bundle(root, "run", "--config_file", configs("inference.json"), "--input_dir", str(tmp_path / "kits23"),
+                 "--output_dir", str(out), *NET)
+    assert sorted(p.name for p in out.iterdir()) == ["case_00003_seg.nii.gz", "case_00010_seg.nii.gz"]
+    for name in ("case_00003", "case_00010"):
+        assert nib.load(out / f"{name}_seg.nii.gz").shape == nib.load(cases / name / "imaging.nii.gz").shape
+
+
+def test_inference_without_a_trained_model_says_so_in_one_line_before_reading_images(tmp_path):
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLES / NAME / "configs" / "inference.json"))
+    parser.update({"checkpoint": str(tmp_path / "models" / "model.pt")})
+    with pytest.raises(RuntimeError) as failure:  # MONAI wraps the expression's error
+        parser.get_parsed_content("handlers")
+    assert str(failure.value.__cause__) == (
+        f"no trained model at {tmp_path / 'models' / 'model.pt'}: train first (configs/train.json), "
+        "or set --checkpoint <path>"
+    )
 
 
 def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):

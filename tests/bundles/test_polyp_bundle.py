@@ -12,6 +12,7 @@ from PIL import Image
 
 from bundle_cli import (
     BUNDLES,
+    assert_inference_fails_with_one_line,
     assert_missing_input_folder_is_one_line,
     configs,
     copy_bundle,
@@ -109,6 +110,17 @@ def test_a_resume_flag_that_is_not_true_or_false_stops_before_training_with_one_
     assert "ERROR: `resume` must be true or false, got 'maybe'." in result.stderr
     assert "Traceback" not in result.stderr
     assert not list((root / "runs").glob("checkpoints/*.pt"))
+
+
+def test_inference_before_training_says_in_one_line_that_there_is_no_trained_model_and_what_to_do(tmp_path):
+    root = copy_bundle(NAME, tmp_path / "bundle")
+    inputs = tmp_path / "frames"
+    inputs.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(inputs / "frame.png")
+    assert_inference_fails_with_one_line(
+        root, inputs,
+        "no trained model at ./models/model.pt: train first (configs/train.json), or set --checkpoint <path>",
+    )
 
 
 def test_inference_on_a_missing_folder_fails_with_one_clear_line(trained, tmp_path):

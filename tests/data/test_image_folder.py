@@ -4,6 +4,7 @@ import pytest
 
 from monai_pruning.data import list_image_files
 from monai_pruning.data.errors import DatasetError
+from monai_pruning.data.image_folder import case_name_formatter, require_model_file
 
 
 def _touch(folder, *names):
@@ -38,3 +39,74 @@ def test_missing_or_empty_folder_names_the_folder(tmp_path):
     _touch(tmp_path / "empty", "readme.txt")
     with pytest.raises(DatasetError, match=r"no \.png/\.jpg images in .*empty$"):
         list_image_files(tmp_path / "empty", [".png", ".jpg"])
+
+
+def _kits_case(root, name, image=True, mask=True):
+    if image:
+        _touch(root / name, "imaging.nii.gz")
+    if mask:
+        _touch(root / name, "segmentation.nii.gz")
+
+
+@pytest.mark.parametrize("under", ["", "data", "kits19/data"])
+def test_a_kits_root_lists_the_image_of_every_case_labelled_or_not(tmp_path, under):
+    cases = tmp_path / under if under else tmp_path
+    _kits_case(cases, "case_00010")
+    _kits_case(cases, "case_00002")
+    _kits_case(cases, "case_00210", mask=False)  # a KiTS19 test case: imaging only
+    _touch(tmp_path, "kits.json")
+    assert list_image_files(tmp_path, [".nii.gz", ".nii"], ["segmentation.nii.gz"]) == [
+        {"image": str(cases / name / "imaging.nii.gz")} for name in ("case_00002", "case_00010", "case_00210")
+    ]
+
+
+def test_a_kits_root_with_case_folders_lacking_their_image_is_a_one_line_error(tmp_path):
+    _kits_case(tmp_path, "case_00000")
+    _kits_case(tmp_path, "case_00001", image=False)
+    with pytest.raises(DatasetError, match=r"case folders without imaging\.nii\.gz in .*: 1 \(case_00001\)"):
+        list_image_files(tmp_path, [".nii.gz"])
+
+
+def test_a_decathlon_task_root_lists_its_training_and_test_images(tmp_path):
+    task = tmp_path / "Task04_Hippocampus"
+    (task / "dataset.json").parent.mkdir()
+    (task / "dataset.json").write_text("{}")
+    _touch(task / "imagesTr", "hippocampus_003.nii.gz", "hippocampus_001.nii.gz", "._hippocampus_001.nii.gz")
+    _touch(task / "imagesTs", "hippocampus_002.nii.gz")
+    _touch(task / "labelsTr", "hippocampus_001.nii.gz", "hippocampus_003.nii.gz")
+    expected = [{"image": str(task / "imagesTr" / f"hippocampus_00{n}.nii.gz")} for n in (1, 3)]
+    expected.append({"image": str(task / "imagesTs" / "hippocampus_002.nii.gz")})
+    assert list_image_files(task, [".nii.gz", ".nii"]) == expected
+    assert list_image_files(tmp_path, [".nii.gz", ".nii"]) == expected  # the folder the tarball unpacks into
+
+
+def test_images_in_the_folder_itself_win_over_a_dataset_layout_below_it(tmp_path):
+    _touch(tmp_path, "scan.nii.gz")
+    _kits_case(tmp_path, "case_00000")
+    assert list_image_files(tmp_path, [".nii.gz"]) == [{"image": str(tmp_path / "scan.nii.gz")}]
+
+
+@pytest.mark.parametrize(
+    "source, subject",
+    [
+        ("/kits/case_00003/imaging.nii.gz", "case_00003"),
+        ("/new/scan_ras.nii.gz", "/new/scan_ras.nii.gz"),
+        ("/msd/imagesTs/BRATS_485.nii.gz", "/msd/imagesTs/BRATS_485.nii.gz"),
+    ],
+)
+def test_outputs_of_kits_images_are_named_by_their_case_folder(source, subject):
+    assert case_name_formatter({"filename_or_obj": source, "patch_index": None}, None) == {
+        "subject": subject, "idx": None
+    }
+
+
+def test_a_missing_model_file_is_a_one_line_error_saying_how_to_get_one(tmp_path):
+    missing = tmp_path / "models" / "model.pt"
+    with pytest.raises(FileNotFoundError) as failure:
+        require_model_file(str(missing))
+    assert str(failure.value) == (
+        f"no trained model at {missing}: train first (configs/train.json), or set --checkpoint <path>"
+    )
+    missing.parent.mkdir()
+    missing.write_bytes(b"x")
+    assert require_model_file(str(missing)) == str(missing)
