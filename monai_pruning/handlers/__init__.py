@@ -10,6 +10,7 @@ from monai_pruning.handlers.feature_map_export import FeatureMapExport
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import evaluator_metric_fn, one_shot_curve
 from monai_pruning.handlers.pruning_base import PruningHandlerBase, PruningHandlerError
+from monai_pruning.handlers.reinitialise_network import ReinitialiseNetwork
 from monai_pruning.handlers.rewrap_reshaped_network import RewrapReshapedNetwork
 from monai_pruning.handlers.sauron_pruning import SauronPruning
 from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
@@ -24,6 +25,7 @@ __all__ = [
     "FeatureTaps",
     "PruningHandlerBase",
     "PruningHandlerError",
+    "ReinitialiseNetwork",
     "RewrapReshapedNetwork",
     "SauronPruning",
     "TaylorFOPruning",
