@@ -414,22 +414,37 @@ class PruningHandlerBase:
             return None
         return self.validator_metric()
 
-    def validator_metric(self) -> float | None:
-        """The key (or ``metric_name``) metric of the validator's last run, rank 0's value on every rank."""
+    def validator_metric(self) -> float:
+        """
+        The key (or ``metric_name``) metric of the validator's last run, rank 0's value on every rank.
+
+        Raises:
+            PruningHandlerError: the validator ran without metrics, without the metric asked for, or its value is
+                missing or not finite (NaN, inf): a cut judged on it, or a best checkpoint chosen by it, would be
+                unjudged, so training stops instead.
+        """
+        where = type(self).__name__
         state = self.validator.state
+        epoch = getattr(state, "epoch", None)
         if not getattr(state, "metrics", None):
-            return None
+            raise PruningHandlerError(
+                f"{where}: the validator ran (epoch {epoch}) but computed no metrics; give it a key metric."
+            )
         name = self.metric_name or getattr(state, "key_metric_name", None)
         if name is None:
-            raise PruningHandlerError(f"{type(self).__name__}: the validator has no key metric; set `metric_name`.")
+            raise PruningHandlerError(f"{where}: the validator has no key metric; set `metric_name`.")
         if name not in state.metrics:
-            raise PruningHandlerError(
-                f"{type(self).__name__}: validator metric {name!r} not found; it has {sorted(state.metrics)}."
-            )
+            raise PruningHandlerError(f"{where}: validator metric {name!r} not found; it has {sorted(state.metrics)}.")
         value = _plain_number(state.metrics[name])
         # MONAI's metrics are gathered over the ranks already; rank 0's value is taken so that every rank follows
-        # the same branch (accept, pause, roll back) whatever the last bits of a float
-        return self.agree(float(value) if value is not None and math.isfinite(value) else None)
+        # the same branch (accept, pause, roll back, stop) whatever the last bits of a float
+        value = self.agree(float(value) if value is not None else None)
+        if value is None or not math.isfinite(value):
+            raise PruningHandlerError(
+                f"{where}: validation {name} is {value} at epoch {epoch}; no pruning decision can be judged on it "
+                "(check the validation cases, e.g. labels with no foreground, and the loss for divergence)."
+            )
+        return value
 
     def _better(self, value: float, than: float | None) -> bool:
         if than is None:

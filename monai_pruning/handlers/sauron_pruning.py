@@ -327,9 +327,11 @@ class SauronPruning(PruningHandlerBase):
             if accumulator.num_samples == 0:
                 continue
             scores[group], reference = accumulator.compute()
-            if not torch.isfinite(scores[group]).all():
-                self.logger.warning(f"SauronPruning: non-finite delta_prune in group {group!r}; not cut this epoch.")
-                continue
+            if not torch.isfinite(scores[group]).all():  # delta_prune is finite for any finite feature map
+                raise PruningHandlerError(
+                    f"SauronPruning: delta_prune of group {group!r} is not finite this epoch: the network's features "
+                    "hold NaN or inf (training diverged; lower the learning rate or `lam`)."
+                )
             tau = self.schedule.threshold(group)
             chosen = channels_to_cut(scores[group], reference, tau, min_channels=self.removal_floor(group))
             unit = self.pruner.prunable_groups[group].unit

@@ -118,6 +118,20 @@ def test_fresh_metric_is_read_only_when_the_validator_ran_in_this_epoch():
         missing.fresh_metric(SimpleNamespace(state=SimpleNamespace(epoch=1)))
 
 
+@pytest.mark.parametrize("value", [float("nan"), torch.tensor(float("inf")), None])
+def test_a_validation_metric_that_is_not_a_finite_number_stops_with_one_line_naming_it_and_the_epoch(value):
+    # it used to become None: the cut of that epoch was never judged and pruning went on
+    handler = PruningHandlerBase(validator=_FakeValidator(epoch=7, metrics={"val_mean_dice": value}))
+    with pytest.raises(PruningHandlerError, match=r"validation val_mean_dice is (nan|inf|None) at epoch 7"):
+        handler.fresh_metric(SimpleNamespace(state=SimpleNamespace(epoch=7)))
+
+
+def test_a_validator_that_ran_without_metrics_is_refused_instead_of_read_as_no_validation():
+    handler = PruningHandlerBase(validator=_FakeValidator(epoch=3, metrics={}))
+    with pytest.raises(PruningHandlerError, match=r"the validator ran \(epoch 3\) but computed no metrics"):
+        handler.fresh_metric(SimpleNamespace(state=SimpleNamespace(epoch=3)))
+
+
 def test_record_writes_history_files_plot_tensorboard_metrics_and_a_log_line(tmp_path, caplog):
     net = _unet()
     writer = _Writer()

@@ -134,6 +134,15 @@ def test_channels_are_cut_at_epoch_end_and_the_optimizer_keeps_training_the_prun
     assert trainer.state.metrics["params"] == sum(p.numel() for p in net.parameters())
 
 
+def test_features_that_hold_nan_stop_training_instead_of_leaving_their_groups_uncut():
+    # a diverged network scores NaN; skipping those groups with a warning reported a "converged" width
+    data = _data()
+    data[1]["image"][0, 0, 0, 0] = float("nan")
+    handler = SauronPruning(tau_start=0.6, tau_max=0.9, example_shape=SHAPE_2D, plot=False)
+    with pytest.raises(PruningHandlerError, match=r"SauronPruning: delta_prune of group '.+' is not finite"):
+        _trainer(_unet(), handler, epochs=1, data=data).run()
+
+
 def test_3d_network_is_pruned_and_still_runs():
     net = _unet(spatial_dims=3)
     shape = (2, 1, 8, 8, 8)
