@@ -344,8 +344,9 @@ def main() -> None:
                                      "--peer#steps", str(max(1, taylor_rows[-1]["steps"]))]
         if starts_from is not None:
             (root / "models").mkdir(exist_ok=True)
-            start = roots.get(starts_from, work / starts_from) / "models" / "model.pt"
-            shutil.copy(start, root / "models" / "model.pt")
+            # the baseline run's own copy of its final weights: what prune_taylorfo.json starts from
+            start = roots.get(starts_from, work / starts_from) / "models" / "model_baseline.pt"
+            shutil.copy2(start, root / "models" / "model_baseline.pt")
         # all runs share the baseline's demo data folder, so the phantoms and the split are identical
         shared = ["--demo_dir", str(work / "data" / "demo"), *cli_overrides(args.all_set)]
         train_s = run_bundle(root, configs, overrides + shared, work / f"{method}_train.log")

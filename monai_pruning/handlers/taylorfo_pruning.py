@@ -120,6 +120,10 @@ class TaylorFOPruning(PruningHandlerBase):
             first epochs before any cut, and a baseline taken then lets pruning go that much further below the
             network it started from (measured: ``docs/taylorfo.md``). Leave it off
             when the handler trains a network from scratch (``start_epoch`` > 1).
+        start_checkpoint: where the network came from, written into every history row so that a result says what
+            it started from: ``{"path": ..., "epoch": ... or None, "sha256": ...}`` as
+            :func:`monai_pruning.baseline_checkpoint.check_start_checkpoint` returns it (the bundles' overlay passes
+            ``@start_checkpoint``); None: not recorded.
         seed: seed of the random output gradients (``gradient="random"``).
         one_shot_steps: also produce a one-shot curve (no fine-tuning) at the first step: removed channel counts
             (ints) or fractions (floats) of the prunable channels; written to ``output_dir``.
@@ -159,6 +163,7 @@ class TaylorFOPruning(PruningHandlerBase):
         recovery_validations: int = 0,
         baseline_metric: float | None = None,
         baseline_before_training: bool = False,
+        start_checkpoint: Mapping[str, Any] | None = None,
         seed: int = 0,
         one_shot_steps: Sequence[int | float] | None = None,
         one_shot_evaluate: Callable[[torch.nn.Module], float] | None = None,
@@ -241,6 +246,14 @@ class TaylorFOPruning(PruningHandlerBase):
         self.baseline = float(baseline_metric) if baseline_metric is not None else None
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise PruningHandlerError(f"TaylorFOPruning: `seed` must be an int, got {seed!r}.")
+        if start_checkpoint is not None and (
+            not isinstance(start_checkpoint, Mapping) or not {"path", "sha256"} <= set(start_checkpoint)
+        ):
+            raise PruningHandlerError(
+                "TaylorFOPruning: `start_checkpoint` must be None or a dict with 'path' and 'sha256' (as "
+                f"check_start_checkpoint returns), got {start_checkpoint!r}."
+            )
+        self.start_checkpoint = dict(start_checkpoint) if start_checkpoint is not None else None
         if one_shot_steps is not None and not callable(one_shot_evaluate):
             raise PruningHandlerError("TaylorFOPruning: `one_shot_steps` needs a callable `one_shot_evaluate`.")
         self.one_shot_steps = list(one_shot_steps) if one_shot_steps is not None else None
@@ -280,8 +293,7 @@ class TaylorFOPruning(PruningHandlerBase):
             return
         self.validator.run(0)  # as epoch 0, so that the first epoch's own validation is not taken for this one
         self.baseline = self.validator_metric()
-        if self.baseline is not None:
-            self.logger.info(f"TaylorFOPruning: baseline {self.baseline:.4f}, validated before training.")
+        self.logger.info(f"TaylorFOPruning: baseline {self.baseline:.4f}, validated before training.")
 
     def _pruner_ready(self, engine: Engine) -> None:
         taps = {g: t for g, t in self.pruner.graph.consumer_taps().items() if g in self.pruner.prunable_groups}
@@ -326,6 +338,7 @@ class TaylorFOPruning(PruningHandlerBase):
                 "stop_reason": self.stop_reason,
                 "metric": metric,
                 "baseline": self.baseline,
+                **({"start_checkpoint": self.start_checkpoint} if self.start_checkpoint is not None else {}),
             },
         )
         self._epoch_removed, self._epoch_events = 0, []

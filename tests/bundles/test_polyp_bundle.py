@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -75,6 +77,9 @@ def test_training_on_demo_data_writes_a_pruning_checkpoint_and_a_run_record(trai
     assert split  # the split is saved next to the outputs
     assert (trained / "data" / "demo" / "images").is_dir() and (trained / "data" / "demo" / "masks").is_dir()
     assert list((trained / "runs" / "checkpoints").glob("checkpoint_epoch=2.pt"))
+    # the plain training also keeps its final weights as the baseline, which the pruning overlays never overwrite
+    baseline = torch.load(trained / "models" / "model_baseline.pt", weights_only=True)
+    assert all(torch.equal(baseline["model"][k], v) for k, v in checkpoint["model"].items())
 
 
 def test_evaluate_writes_per_case_dice_and_hd95(trained):
@@ -173,11 +178,20 @@ def _history(root):
     return json.loads((root / "runs" / "pruning" / "pruning_history.json").read_text())
 
 
-def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pruning_overlays_cut_channels_resume_and_feed_inference(trained, tmp_path):
+    """Baseline (the module's trained bundle), then Sauron, then TaylorFO: TaylorFO starts from the baseline."""
     from monai_pruning.engine import load_pruned_network
     from monai.networks.nets import DynUNet
 
     root = copy_bundle(NAME, tmp_path)
+    for folder in ("models", "data"):  # the trained baseline and its demo data, not its runs
+        shutil.copytree(trained / folder, root / folder)
+    baseline = root / "models" / "model_baseline.pt"
+    baseline_sha256 = _sha256(baseline)
     tiny = TINY[2:]
     # a floor of half of every group's starting width, from the command line, kept across the restart below
     sauron = ["--sauron#tau_start", "0.9", "--sauron#tau_max", "0.95", "--sauron#min_width_fraction", "0.5", *tiny]
@@ -201,15 +215,31 @@ def test_pruning_overlays_cut_channels_resume_and_feed_inference(tmp_path):
         "checkpoint_epoch=3.pt"]
 
     sauron_model = torch.load(root / "models" / "model.pt", weights_only=True)
+    assert _sha256(baseline) == baseline_sha256  # Sauron saved its pruned network as model.pt only
+    sauron_start_macs = rows[0]["macs"] / rows[0]["macs_ratio"]  # Sauron started from scratch: the unpruned MACs
+
+    # starting TaylorFO from a pruned checkpoint is refused before training, in one line, unless asked for
+    taylorfo = ["--config_file", configs("train.json", "prune_taylorfo.json"), "--num_epochs", "2",
+                "--taylorfo#prune_fraction", "0.2", "--taylorfo#tolerance", "1.0", *tiny]
+    refused = run_python(root, "-m", "monai.bundle", "run", *taylorfo, "--baseline_checkpoint", "models/model.pt",
+                         timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "holds a pruned network" in refused.stderr and "--check_baseline false" in refused.stderr
+    assert len([line for line in refused.stderr.splitlines() if line.startswith("ERROR:")]) == 1
+    assert torch.load(root / "models" / "model.pt", weights_only=True)["pruning"] == sauron_model["pruning"]
+
     # tolerance 1: a two-epoch run on tiny phantoms has too noisy a Dice for the 0.01 stop rule (tested on its own
     # in tests/handlers); here the cut must stand so that inference runs on a pruned network
-    result = monai_bundle(root, "run", "--config_file", configs("train.json", "prune_taylorfo.json"), "--num_epochs",
-                          "2", "--taylorfo#prune_fraction", "0.2", "--taylorfo#tolerance", "1.0", *tiny)
-    assert (root / "models" / "model_baseline.pt").is_file()  # the starting point is kept aside
+    result = monai_bundle(root, "run", *taylorfo)
     # the baseline is the loaded model's validation before fine-tuning, so the first epoch already cuts
     assert "validated before training" in result.stdout + result.stderr
     first = _history(root)[0]
     assert first["removed_now"] > 0 and first["baseline"] is not None
+    # it started from the unpruned baseline (every channel, all the MACs), not from Sauron's model.pt, and says so
+    assert first["channels"] + first["removed_now"] == sum(start.values())
+    assert first["macs"] / first["macs_ratio"] == pytest.approx(sauron_start_macs, rel=1e-6)
+    assert first["start_checkpoint"]["sha256"] == baseline_sha256
+    assert first["start_checkpoint"]["path"] == str(baseline.resolve())
     filters = [4, 8, 8, 16, 16]
     network = DynUNet(2, 3, 2, [3] * 5, [1, 2, 2, 2, 2], [2] * 4, filters=filters, norm_name="instance",
                       act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}))
@@ -249,10 +279,11 @@ def test_multi_gpu_overlay_prunes_resumes_fine_tunes_and_trains_on_with_two_proc
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     sauron_widths = rows[-1]["widths"]
     assert sum(rows[1]["widths"].values()) >= sum(sauron_widths.values())
-    # TaylorFO from that (pruned) model, on two ranks
+    # TaylorFO from that (pruned) model, on two ranks: a pruned start, asked for explicitly
     torchrun_bundle(root, 2, "run", "--config_file", configs("train.json", "prune_taylorfo.json",
                     "multi_gpu_train.json"), "--num_epochs", "2", "--taylorfo#prune_fraction", "0.2",
-                    "--taylorfo#tolerance", "1.0", *tiny)
+                    "--taylorfo#tolerance", "1.0", "--baseline_checkpoint", "models/model.pt",
+                    "--check_baseline", "false", *tiny)
     taylorfo_widths = _history(root)[-1]["widths"]
     assert sum(taylorfo_widths.values()) < sum(sauron_widths.values())
     # plain training (no pruning overlay) resumes the pruned checkpoint: the DDP wrapper must follow the reshape

@@ -319,6 +319,23 @@ def test_a_metric_that_does_not_recover_in_time_undoes_the_cuts_and_stops_prunin
     assert handler.failed_validations == 0 and handler.snapshot is None
 
 
+def test_a_nan_validation_metric_stops_training_instead_of_pruning_on_unjudged():
+    net = _unet()
+    validator = _ScriptedValidator({1: 0.80, 2: float("nan"), 3: 0.80})
+    handler = TaylorFOPruning(prune_count=5, tolerance=0.05, validator=validator, example_shape=SHAPE, plot=False,
+                              score_batches=1)
+    with pytest.raises(PruningHandlerError, match=r"TaylorFOPruning: validation val_dice is nan at epoch 2"):
+        _trainer(net, [validator, handler], epochs=3).run()
+    assert [row["removed_now"] for row in handler.history.rows] == [5]  # nothing cut after the unjudged epoch
+
+
+def test_every_history_row_names_the_checkpoint_the_run_started_from():
+    start = {"path": "/bundle/models/model_baseline.pt", "epoch": 20, "sha256": "0f" * 32, "pruned_modules": 0}
+    handler = TaylorFOPruning(prune_count=3, example_shape=SHAPE, plot=False, score_batches=1, start_checkpoint=start)
+    _trainer(_unet(), [handler], epochs=2).run()
+    assert [row["start_checkpoint"] for row in handler.history.rows] == [start, start]
+
+
 def test_first_cut_waits_for_a_validation_baseline():
     net = _unet()
     validator = _ScriptedValidator({2: 0.7})
@@ -505,6 +522,7 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
         ({"plot": 1}, "`plot` must be true or false, got 1"),
         ({"one_shot_steps": [0.1]}, "`one_shot_steps` needs a callable `one_shot_evaluate`"),
         ({"recovery_validations": -1}, "`recovery_validations` must be an int >= 0"),
+        ({"start_checkpoint": "models/model_baseline.pt"}, "`start_checkpoint` must be None or a dict with 'path'"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
