@@ -47,6 +47,7 @@ from monai_pruning.config_values import ConfigValueError, read_flag
 from monai_pruning.criteria.channel_cost import macs_per_channel
 from monai_pruning.distributed import broadcast_plain, is_distributed, rank, sum_over_ranks, unwrap_network
 from monai_pruning.engine import ChannelPruner, PruningRecord
+from monai_pruning.handlers.epoch_seeded_data import DataStreamState
 from monai_pruning.handlers.rewrap_reshaped_network import rewrap_engine_network
 from monai_pruning.measure import Complexity, count_parameters, macs_by_layer
 from monai_pruning.report import PruningHistory, plot_channel_history, write_scalars
@@ -112,17 +113,28 @@ def _copy_reference(reference: Mapping[str, Any] | None) -> dict[str, Any] | Non
 
 
 @contextlib.contextmanager
-def preserved_rng(network: nn.Module) -> Iterator[None]:
+def preserved_rng(network: nn.Module, data: Any = None) -> Iterator[None]:
     """
     Run tracing, cuts and scoring without consuming the caller's random streams.
 
-    Tracing draws an example input and scoring may shuffle a data loader or apply dropout; without this the data
-    order and dropout masks of the following epochs would depend on how often the pruner ran, and a resumed run
+    Tracing draws an example input and scoring shuffles a data loader, augments its samples and may apply dropout;
+    without this the data order, augmentations and dropout masks of the following iterations would depend on how
+    often the pruner ran: a pruned run and its unpruned control would train on different data, and a resumed run
     (which traces once more, when it starts) would diverge from an uninterrupted one.
+
+    Args:
+        network: its CUDA devices' generators are forked with torch's global (CPU) generator.
+        data: a data loader read inside the block: its generators and the states of its dataset's random transforms
+            (:class:`~monai_pruning.handlers.epoch_seeded_data.DataStreamState`) are put back afterwards. Numpy's
+            and Python's global generators are always put back.
     """
     devices = sorted({p.device.index or 0 for p in network.parameters() if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=devices):
-        yield
+    stream = DataStreamState(data)
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        stream.restore()
 
 
 def generator_state(generator: torch.Generator) -> list[int]:

@@ -22,7 +22,7 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_pruning.criteria import REDUCTION_MODES, cost_normalize, fraction_to_count, select_global_lowest
-from monai_pruning.distributed import is_distributed
+from monai_pruning.distributed import is_distributed, unwrap_network
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import curve_from_scores
@@ -291,7 +291,10 @@ class TaylorFOPruning(PruningHandlerBase):
         """
         if self.baseline is not None or self.cuts or engine.state.iteration:
             return
-        self.validator.run(0)  # as epoch 0, so that the first epoch's own validation is not taken for this one
+        # as epoch 0, so that the first epoch's own validation is not taken for this one; without drawing from the
+        # global random streams, which the unpruned control's first epoch does not do either
+        with preserved_rng(unwrap_network(engine.network)):
+            self.validator.run(0)
         self.baseline = self.validator_metric()
         self.logger.info(f"TaylorFOPruning: baseline {self.baseline:.4f}, validated before training.")
 
@@ -460,7 +463,10 @@ class TaylorFOPruning(PruningHandlerBase):
         return removed
 
     def score(self, engine: Engine) -> dict[str, torch.Tensor]:
-        """TaylorFO scores of the current network on ``score_batches`` batches of the trainer's data loader."""
+        """
+        TaylorFO scores of the current network on ``score_batches`` batches of the trainer's data loader, leaving its
+        random streams as they were.
+        """
         loader = engine.state.dataloader
         if loader is None:
             raise PruningHandlerError("TaylorFOPruning: the trainer has no data loader to score on.")
@@ -470,7 +476,8 @@ class TaylorFOPruning(PruningHandlerBase):
                 "persistent_workers=True; use epoch_level=True or persistent_workers=False."
             )
         network = self.pruner.network  # not a DistributedDataParallel wrapper: these passes must not sync gradients
-        with preserved_rng(network):
+        # the training data stream (shuffle order, augmentations) continues as if these passes had not happened
+        with preserved_rng(network, data=loader):
             batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
             prepared = (
                 engine.prepare_batch(batch, engine.state.device, engine.non_blocking, **engine.to_kwargs)
