@@ -19,7 +19,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch
 
 from monai_pruning.report.atomic_file import atomic_write_text
 
-__all__ = ["PruningHistory", "to_plain_data", "flatten_row"]
+__all__ = ["PruningHistory", "to_plain_data", "flatten_row", "cut_score_summary"]
 
 #: separator between a nested dict's key and its entries in flattened column names, e.g. ``widths/encoder.0``
 KEY_SEPARATOR = "/"
@@ -96,6 +96,46 @@ def flatten_row(row: Mapping[str, Any], separator: str = KEY_SEPARATOR) -> dict[
     for key, value in row.items():
         visit(str(key), value)
     return flat
+
+
+def cut_score_summary(scores: Any, removed: Sequence[int], exclude: Sequence[int] = ()) -> dict[str, Any]:
+    """
+    What a criterion thought of the channels one cut removed, against those it kept: a history row entry for a
+    group, plain data, flattened by the CSV and TensorBoard writers into ``<key>/<group>/<field>`` columns.
+
+    Args:
+        scores: ``(C,)`` scores of the group's channels before the cut, low meaning removable (Sauron: delta_prune
+            relative to tau; TaylorFO: the importance it ranked by).
+        removed: indices of the channels the cut removed.
+        exclude: channels to leave out of the kept ones (Sauron's reference channel, which scores 0 by definition).
+
+    Returns:
+        ``{"removed": count, "removed_median", "removed_max", "kept_min", "kept_median"}``; a statistic over no
+        finite score is None (non-finite scores, e.g. TaylorFO's ``inf`` for a group whose channels cost nothing,
+        are left out of the statistics).
+    """
+    where = "cut_score_summary"
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach().double().cpu().numpy()
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    taken = sorted({int(c) for c in removed})
+    if any(not 0 <= c < values.size for c in taken):
+        raise ValueError(f"{where}: removed channels {taken} out of range for {values.size} scores.")
+    skipped = set(taken) | {int(c) for c in exclude}
+    gone = values[taken]
+    stayed = values[[c for c in range(values.size) if c not in skipped]]
+    gone, stayed = gone[np.isfinite(gone)], stayed[np.isfinite(stayed)]
+
+    def statistic(selected: np.ndarray, reduce: Callable[[np.ndarray], Any]) -> float | None:
+        return float(reduce(selected)) if selected.size else None
+
+    return {
+        "removed": len(taken),
+        "removed_median": statistic(gone, np.median),
+        "removed_max": statistic(gone, np.max),
+        "kept_min": statistic(stayed, np.min),
+        "kept_median": statistic(stayed, np.median),
+    }
 
 
 def _csv_cell(value: Any) -> Any:

@@ -22,8 +22,17 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter
 
 from monai_pruning.report.atomic_file import atomic_write_bytes
+from monai_pruning.report.feature_maps import grid_shape, normalize_maps, tile_maps
 
-__all__ = ["plot_channel_history", "plot_pruning_curve", "plot_prediction_overlay"]
+__all__ = [
+    "plot_channel_history",
+    "plot_pruning_curve",
+    "plot_prediction_overlay",
+    "plot_feature_map_grid",
+    "plot_channel_distances",
+    "plot_feature_map_comparison",
+    "plot_cut_scores",
+]
 
 #: most distinct classes an overlay accepts in a label map (more means the array is not a segmentation)
 MAX_OVERLAY_CLASSES = 20
@@ -359,4 +368,215 @@ def plot_prediction_overlay(
     axes.set_axis_off()
     if heading:
         axes.set_title(heading)
+    return _save(figure, destination, where)
+
+
+def _check_maps(maps: Any, name: str, where: str) -> np.ndarray:
+    array = _as_array(maps, name, where)
+    if array.ndim != 3 or 0 in array.shape:
+        raise ValueError(f"{where}: {name} must be (C, H, W) maps with no empty axis, got shape {tuple(array.shape)}.")
+    return array
+
+
+def _draw_map_grid(axes: Any, maps: np.ndarray, heading: str) -> None:
+    """Each channel of ``maps`` normalised on its own, in a near-square grid, its index under its tile."""
+    height, width = maps.shape[1:]
+    mosaic, origins = tile_maps(normalize_maps(maps), gap=max(1, min(height, width) // 8))
+    from matplotlib import colormaps
+
+    palette = colormaps["magma"].with_extremes(bad="white")
+    axes.imshow(np.ma.masked_invalid(mosaic), cmap=palette, vmin=0.0, vmax=1.0, interpolation="nearest")
+    columns = grid_shape(maps.shape[0])[1]
+    fontsize = max(4.0, min(8.0, 60.0 / columns))
+    for channel, (top, left) in enumerate(origins):
+        axes.text(left + width / 2 - 0.5, top + height - 0.5, str(channel), ha="center", va="top", fontsize=fontsize,
+                  color="black", clip_on=False)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    for spine in axes.spines.values():
+        spine.set_visible(False)
+    axes.set_title(heading, fontsize="medium")
+
+
+def _grid_inches(maps: np.ndarray) -> tuple[float, float]:
+    """Figure size of one grid: tiles about 0.45 to 1.2 inches wide, a row of labels under each row of tiles."""
+    rows, columns = grid_shape(maps.shape[0])
+    tile = max(0.45, min(1.2, 10.0 / columns))
+    aspect = maps.shape[1] / maps.shape[2]
+    return columns * tile, rows * (tile * aspect + 0.15)
+
+
+def plot_feature_map_grid(maps: Any, path: str | os.PathLike, title: str | None = None) -> Path:
+    """
+    The feature maps of one channel group: one tile per channel, each min-max normalised on its own (dark: the
+    map's minimum, bright: its maximum), its channel index under it, in a near-square grid
+    (:func:`~monai_pruning.report.feature_maps.grid_shape`).
+
+    Args:
+        maps: ``(C, H, W)`` array or tensor, one 2D map per channel (a slice, for 3D maps).
+        path: destination ``.png`` file.
+        title: figure title.
+
+    Raises:
+        ValueError: ``maps`` not ``(C, H, W)``, non-finite values, or ``path`` not ending with ``.png``.
+    """
+    where = "plot_feature_map_grid"
+    destination = _check_png_path(path, where)
+    array = _check_maps(maps, "maps", where)
+    width, height = _grid_inches(array)
+    figure = Figure(figsize=(max(width, 3.0), height + 0.5), layout="constrained")
+    _draw_map_grid(figure.subplots(), array, title or f"{array.shape[0]} channels")
+    return _save(figure, destination, where)
+
+
+def plot_channel_distances(matrix: Any, path: str | os.PathLike, title: str | None = None) -> Path:
+    """
+    A heatmap of pairwise channel distances of one group, e.g.
+    :func:`~monai_pruning.report.feature_maps.channel_distance_matrix` (row: the reference channel, column: the
+    channel scored; 0 is a copy of the reference, on a fixed [0, 1] colour scale).
+
+    Args:
+        matrix: ``(C, C)`` array or tensor.
+        path: destination ``.png`` file.
+        title: figure title.
+
+    Raises:
+        ValueError: ``matrix`` not square, or ``path`` not ending with ``.png``.
+    """
+    where = "plot_channel_distances"
+    destination = _check_png_path(path, where)
+    array = _as_array(matrix, "matrix", where).astype(np.float64)
+    if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] == 0:
+        raise ValueError(f"{where}: matrix must be square (C, C), got shape {tuple(array.shape)}.")
+    side = min(9.0, 3.5 + 0.08 * array.shape[0])
+    figure = Figure(figsize=(side + 1.2, side + 0.4), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(array, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="delta_prune")
+    axes.set_xlabel("channel scored")
+    axes.set_ylabel("reference channel")
+    axes.set_title(title or f"channel distances ({array.shape[0]} channels)", fontsize="medium")
+    return _save(figure, destination, where)
+
+
+def plot_feature_map_comparison(maps: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> Path:
+    """
+    The feature maps of one channel group in several networks, side by side (e.g. the unpruned baseline and what
+    each pruning method kept of it, computed from the same input): one grid per network, as
+    :func:`plot_feature_map_grid` draws it.
+
+    Args:
+        maps: ``{network label: (C, H, W) maps}``, in the order to show; C may differ between networks.
+        path: destination ``.png`` file.
+        title: figure title.
+
+    Raises:
+        ValueError: no networks, maps not ``(C, H, W)``, or ``path`` not ending with ``.png``.
+    """
+    where = "plot_feature_map_comparison"
+    destination = _check_png_path(path, where)
+    if not isinstance(maps, Mapping) or not maps:
+        raise ValueError(f"{where}: maps must be a non-empty dict of label -> (C, H, W) maps.")
+    arrays = {str(label): _check_maps(value, f"maps[{label!r}]", where) for label, value in maps.items()}
+    sizes = [_grid_inches(array) for array in arrays.values()]
+    width = sum(max(w, 2.5) for w, _ in sizes) + 0.3 * len(sizes)
+    height = max(h for _, h in sizes) + (0.9 if title else 0.5)
+    figure = Figure(figsize=(width, height), layout="constrained")
+    panels = figure.subplots(1, len(arrays), squeeze=False,
+                             gridspec_kw={"width_ratios": [max(w, 2.5) for w, _ in sizes]})[0]
+    for axes, (label, array) in zip(panels, arrays.items()):
+        _draw_map_grid(axes, array, f"{label}: {array.shape[0]} channels")
+    if title:
+        figure.suptitle(title)
+    return _save(figure, destination, where)
+
+
+def plot_cut_scores(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    key: str = "cut_scores",
+    x: str = "epoch",
+    threshold: float | None = None,
+    log_y: bool = False,
+    score_label: str = "score",
+    title: str | None = None,
+) -> Path:
+    """
+    At every cut, the criterion's scores of the channels removed against those kept, one panel per channel group:
+    the median and the highest score removed (red) and the lowest and the median score kept (blue). Both criteria
+    remove low scores, so a clean cut has every red point below the blue ones; a kept channel scoring below a
+    removed one was kept by a floor (``min_channels``, ``min_width_fraction``, whole GroupNorm units) or by a size
+    target that needed only part of the candidates.
+
+    Args:
+        rows: history rows (or a ``PruningHistory``); a row's ``key`` entry is ``{group: summary}`` with the fields
+            of :func:`~monai_pruning.report.history.cut_score_summary` for every group cut in that row.
+        path: destination ``.png`` file.
+        key: row entry holding the summaries.
+        x: row entry for the horizontal axis.
+        threshold: a score to draw as a dashed line (e.g. 1.0 for Sauron's delta_prune relative to tau).
+        log_y: logarithmic score axis (TaylorFO's importances span orders of magnitude); non-positive scores are
+            then left out.
+        score_label: name of the score on the vertical axis.
+        title: figure title.
+
+    Raises:
+        ValueError: no row has a summary in ``key``, or ``path`` does not end with ``.png``.
+    """
+    where = "plot_cut_scores"
+    rows = _check_rows(rows, where)
+    destination = _check_png_path(path, where)
+    series: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    fields = ("removed_median", "removed_max", "kept_min", "kept_median")
+    for index, row in enumerate(rows):
+        summaries = row.get(key)
+        if not isinstance(summaries, Mapping):
+            continue
+        position = float(row[x]) if _is_number(row.get(x)) else float(index)
+        for group, summary in summaries.items():
+            if not isinstance(summary, Mapping):
+                continue
+            points = series.setdefault(str(group), {field: [] for field in fields})
+            for field in fields:
+                value = summary.get(field)
+                if _is_number(value) and math.isfinite(value) and (value > 0 or not log_y):
+                    points[field].append((position, float(value)))
+    if not series:
+        raise ValueError(f"{where}: no row has a {key!r} dict of cut summaries.")
+    count = len(series)
+    columns = min(4, count)
+    panel_rows = -(-count // columns)
+    figure = Figure(figsize=(3.2 * columns + 0.4, 2.4 * panel_rows + 0.8), layout="constrained")
+    grid = figure.subplots(panel_rows, columns, squeeze=False, sharex=True)
+    styles = {
+        "removed_median": ("tab:red", "o", True, "removed: median"),
+        "removed_max": ("tab:red", "^", False, "removed: highest"),
+        "kept_min": ("tab:blue", "v", False, "kept: lowest"),
+        "kept_median": ("tab:blue", "o", True, "kept: median"),
+    }
+    for axes, (group, points) in zip(grid.flat, series.items()):
+        for field, (colour, marker, filled, label) in styles.items():
+            if points[field]:
+                xs, ys = zip(*points[field])
+                axes.plot(xs, ys, linestyle="none", marker=marker, markersize=4, color=colour,
+                          markerfacecolor=colour if filled else "none", label=label)
+        if threshold is not None:
+            axes.axhline(float(threshold), color="grey", linestyle="--", linewidth=1)
+        if log_y:
+            axes.set_yscale("log")
+        axes.set_title(group, fontsize="small")
+        axes.grid(True, alpha=0.3)
+        axes.tick_params(labelsize="small")
+    for axes in grid.flat[count:]:
+        axes.set_axis_off()
+    for axes in grid[:, 0]:
+        axes.set_ylabel(score_label, fontsize="small")
+    for axes in grid[-1, :]:
+        axes.set_xlabel(x, fontsize="small")
+    handles = [Line2D([], [], linestyle="none", marker=m, color=c, markerfacecolor=c if f else "none", label=lab)
+               for c, m, f, lab in styles.values()]
+    if threshold is not None:
+        handles.append(Line2D([], [], color="grey", linestyle="--", label=f"{threshold:g}"))
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small")
+    figure.suptitle(title or "scores of the channels removed and kept at each cut")
     return _save(figure, destination, where)
