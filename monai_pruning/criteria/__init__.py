@@ -22,6 +22,7 @@ from .sauron import (
 )
 from .taylor import (
     REDUCTION_MODES,
+    PerSampleLoss,
     TaylorAccumulator,
     fraction_to_count,
     layerwise_l2_normalize,
@@ -45,6 +46,7 @@ __all__ = [
     "mean_layer_distance",
     "most_redundant_within_cost",
     "REDUCTION_MODES",
+    "PerSampleLoss",
     "TaylorAccumulator",
     "fraction_to_count",
     "layerwise_l2_normalize",

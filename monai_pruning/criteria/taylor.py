@@ -11,7 +11,7 @@ the channel is zeroed. The tensors scored are channel-first ``(B, C, *spatial)``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from monai_pruning.criteria.channel_cost import checked_costs
 
 __all__ = [
     "REDUCTION_MODES",
+    "PerSampleLoss",
     "normalize_output_gradient",
     "normalize_output_gradients",
     "taylor_channel_contributions",
@@ -106,6 +107,62 @@ def normalize_output_gradients(
     squared = sum(_at_least_float32(grad).pow(2).flatten(1).sum(dim=1).to(grads[0].device) for grad in grads)
     scale = _per_sample_scale(squared, eps)
     return [grad * scale.to(grad.device, grad.dtype).reshape(-1, *([1] * (grad.ndim - 1))) for grad in grads]
+
+
+def _sample(value: Any, index: int) -> Any:
+    """Sample ``index`` of a batched tensor (batch axis kept), of each tensor in a list/tuple/dict, else ``value``."""
+    if isinstance(value, torch.Tensor):
+        return value[index : index + 1]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_sample(item, index) for item in value)
+    if isinstance(value, Mapping):
+        return {key: _sample(item, index) for key, item in value.items()}
+    return value
+
+
+def _batch_size(value: Any) -> int | None:
+    if isinstance(value, torch.Tensor):
+        return int(value.shape[0]) if value.ndim else None
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    return next((size for size in map(_batch_size, items) if size is not None), None)
+
+
+class PerSampleLoss:
+    """
+    A loss applied to each sample of the batch on its own, summed over the samples.
+
+    TaylorFO scales each sample's output gradient to unit norm, which gives every sample equal weight only if that
+    gradient depends on the sample alone. A loss that pools the batch (``DiceCELoss(batch=True)``, whose Dice sums
+    intersections and volumes over all samples before dividing) couples them: the scores then change with how the
+    scoring set is cut into batches. Applied sample by sample, such a loss gives the same scores for any batching,
+    and the sum (not the mean) keeps each sample's weight independent of the batch size when the gradient is not
+    normalised. A batch-independent loss (cross-entropy with a mean) gives the same scores wrapped or not.
+
+    Args:
+        loss: ``loss(pred, target, *args) -> tensor``, e.g. the training loss; its result is reduced with ``.mean()``
+            per sample. Tensors (also inside lists, tuples and dicts, e.g. deep-supervision outputs) are split along
+            their first (batch) axis; other arguments are passed to every call unchanged.
+
+    Example (bundle config: the trainer's loss, per sample, for TaylorFO's scoring passes)::
+
+        "scoring_loss": "$monai_pruning.criteria.PerSampleLoss(@loss)"
+    """
+
+    def __init__(self, loss: Callable[..., torch.Tensor]) -> None:
+        if not callable(loss):
+            raise TypeError(f"PerSampleLoss: `loss` must be callable, got {type(loss).__name__}.")
+        self.loss = loss
+
+    def __call__(self, pred: Any, target: Any, *args: Any) -> torch.Tensor:
+        size = _batch_size(pred)
+        if size is None or size < 1:
+            raise ValueError("PerSampleLoss: `pred` must hold a tensor with a batch axis (B, ...), B >= 1.")
+        return sum(
+            self.loss(_sample(pred, b), _sample(target, b), *(_sample(a, b) for a in args)).mean() for b in range(size)
+        )
+
+    def __repr__(self) -> str:
+        return f"PerSampleLoss({self.loss!r})"
 
 
 def taylor_channel_contributions(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_pruning.criteria import REDUCTION_MODES, cost_normalize, fraction_to_count, select_global_lowest
+from monai_pruning.criteria import (
+    REDUCTION_MODES,
+    PerSampleLoss,
+    cost_normalize,
+    fraction_to_count,
+    select_global_lowest,
+)
 from monai_pruning.distributed import is_distributed, unwrap_network
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
@@ -97,6 +103,11 @@ class TaylorFOPruning(PruningHandlerBase):
         score_batches: training batches scored per step; None: the whole training data loader.
         reduction: ``"abs"``, ``"sq"`` or ``"signed"``.
         gradient: ``"loss"`` or ``"random"`` (label-free).
+        scoring_loss: ``loss(pred, target)`` whose gradient the scoring passes backpropagate (``gradient="loss"``);
+            None: the trainer's loss applied to each sample on its own and summed
+            (:class:`~monai_pruning.criteria.PerSampleLoss`). The per-sample normalisation weighs the samples equally
+            only when no sample's gradient depends on the others; a loss that pools the batch (``DiceCELoss`` with
+            ``batch=True``) would make the scores depend on how the scoring batches are cut.
         normalize_gradient: per-sample unit-norm output gradient ("gradient-normalised backpropagation").
         layerwise_normalize: divide each group's scores by their L2 norm before the global ranking (ablation).
         macs_normalize: rank by importance per MAC: divide each channel's score by the MACs its removal saves
@@ -153,6 +164,7 @@ class TaylorFOPruning(PruningHandlerBase):
         score_batches: int | None = None,
         reduction: str = "abs",
         gradient: str = "loss",
+        scoring_loss: Callable[..., torch.Tensor] | None = None,
         normalize_gradient: bool = True,
         layerwise_normalize: bool = False,
         macs_normalize: bool = False,
@@ -215,8 +227,13 @@ class TaylorFOPruning(PruningHandlerBase):
             raise PruningHandlerError(
                 f"TaylorFOPruning: `gradient` must be one of {GRADIENT_SOURCES}, got {gradient!r}."
             )
+        if scoring_loss is not None and not callable(scoring_loss):
+            raise PruningHandlerError(
+                f"TaylorFOPruning: `scoring_loss` must be a loss function or None, got {type(scoring_loss).__name__}."
+            )
         self.reduction = reduction
         self.gradient = gradient
+        self.scoring_loss = scoring_loss
         self.normalize_gradient = config_flag(normalize_gradient, "normalize_gradient", "TaylorFOPruning")
         self.layerwise_normalize = config_flag(layerwise_normalize, "layerwise_normalize", "TaylorFOPruning")
         self.macs_normalize = config_flag(macs_normalize, "macs_normalize", "TaylorFOPruning")
@@ -476,6 +493,9 @@ class TaylorFOPruning(PruningHandlerBase):
                 "persistent_workers=True; use epoch_level=True or persistent_workers=False."
             )
         network = self.pruner.network  # not a DistributedDataParallel wrapper: these passes must not sync gradients
+        loss = None
+        if self.gradient == "loss":
+            loss = self.scoring_loss if self.scoring_loss is not None else PerSampleLoss(engine.loss_function)
         # the training data stream (shuffle order, augmentations) continues as if these passes had not happened
         with preserved_rng(network, data=loader):
             batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
@@ -487,7 +507,7 @@ class TaylorFOPruning(PruningHandlerBase):
                 network,
                 self.taps,
                 prepared,
-                loss_function=engine.loss_function,
+                loss_function=loss,
                 forward=lambda inputs, *args, **kwargs: engine.inferer(inputs, network, *args, **kwargs),
                 reduction=self.reduction,
                 gradient=self.gradient,

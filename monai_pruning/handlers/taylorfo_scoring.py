@@ -5,9 +5,11 @@ For each scoring batch: one forward pass with the feature taps on; the gradient 
 or random when ``gradient="random"``: label-free) is scaled per sample to unit L2 norm over the whole output (all
 deep-supervision heads together) and backpropagated *only to the tapped consumer inputs*
 (``torch.autograd.grad``), so parameter ``.grad`` fields, the optimizer and any AMP grad scaler are left untouched
-and the scores are unscaled by construction. BatchNorm layers run in eval mode (the samples of a batch then do not
-interact, which the per-sample normalisation assumes); everything else keeps training mode, so deep-supervision
-heads stay on.
+and the scores are unscaled by construction. The per-sample normalisation assumes that the samples of a batch do not
+interact: BatchNorm layers run in eval mode (everything else keeps training mode, so deep-supervision heads stay on),
+and the loss must be a per-sample one (a sum or mean of per-sample terms, e.g.
+:class:`~monai_pruning.criteria.PerSampleLoss` around a loss that pools the batch, such as ``DiceCELoss(batch=True)``);
+the scores then do not depend on how the scoring set is cut into batches.
 """
 
 from __future__ import annotations
@@ -86,7 +88,9 @@ def score_channels(
         network: the network (BatchNorm in eval mode while scoring, modes restored after).
         taps: feature taps on all consumer inputs of the groups, built with ``gradients=True``.
         batches: prepared batches ``(inputs, targets)`` or ``(inputs, targets, args, kwargs)``, on the device.
-        loss_function: ``loss(pred, targets)``, reduced with ``.mean()``; needed for ``gradient="loss"``.
+        loss_function: ``loss(pred, targets)``, reduced with ``.mean()``; needed for ``gradient="loss"``. Its
+            gradient for one sample must not depend on the other samples of the batch (wrap a loss that pools the
+            batch in :class:`~monai_pruning.criteria.PerSampleLoss`).
         forward: ``forward(inputs, *args, **kwargs) -> pred`` (e.g. the trainer's inferer); default ``network(x)``.
         reduction: ``"abs"`` (sum over samples of ``|z|``), ``"sq"`` (of ``z**2``) or ``"signed"`` (``|sum z|``).
         gradient: ``"loss"`` (gradient of the loss at the output) or ``"random"`` (standard normal, label-free).

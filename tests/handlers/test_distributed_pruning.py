@@ -23,7 +23,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch import nn
 
-from monai_pruning.criteria import DeltaPruneAccumulator
+from monai_pruning.criteria import DeltaPruneAccumulator, PerSampleLoss
 from monai_pruning.engine import ChannelPruner
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.pruning_base import HISTORY_JSON, PruningHandlerError
@@ -164,9 +164,9 @@ def _signed_scores(ranks: list[int]) -> dict[str, torch.Tensor]:
     handler.pruner = ChannelPruner(net, SHAPE)
     taps = FeatureTaps(net, handler.pruner.graph.consumer_taps(), gradients=True)
     batches = [(d["image"], d["label"]) for r in ranks for d in _rank_data(r)]
-    # a loss whose per-sample gradients do not depend on the other samples of the batch (BatchNorm is in eval mode
-    # while scoring), so that splitting the batches over the ranks cannot change the scores
-    loss = lambda pred, label: nn.functional.cross_entropy(pred, label[:, 0].long())  # noqa: E731
+    # the scoring loss the bundles ship: their training loss (its Dice pools the batch) applied to each sample on its
+    # own, so that (with BatchNorm in eval mode while scoring) splitting the batches over the ranks cannot change it
+    loss = PerSampleLoss(DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True, batch=True))
     return score_channels(net, taps, batches, loss_function=loss, reduction="signed", merge=handler.sum_accumulators)
 
 

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.engines import SupervisedTrainer
+from monai.losses import DiceCELoss
+from monai.networks.nets import UNet
+from torch import nn
+
+from monai_pruning.criteria import PerSampleLoss
+from monai_pruning.engine import ChannelPruner
+from monai_pruning.handlers.feature_taps import FeatureTaps
+from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
+from monai_pruning.handlers.taylorfo_scoring import score_channels
+
+SHAPE = (4, 1, 16, 16)
+
+
+def _bundle_loss() -> DiceCELoss:
+    """The training loss every bundle ships: its Dice pools the batch."""
+    return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True, batch=True)
+
+
+def _unet() -> nn.Module:
+    torch.manual_seed(0)
+    return UNet(2, 1, 2, channels=(8, 16, 32), strides=(2, 2), num_res_units=0, norm="instance")
+
+
+def _samples() -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.rand(SHAPE, generator=torch.Generator().manual_seed(4))
+    # a very different share of foreground in every sample: pooled over the batch, Dice then weighs them unequally
+    labels = (images.roll(2, dims=-1) > torch.tensor([0.2, 0.6, 0.85, 0.97]).reshape(-1, 1, 1, 1)).float()
+    return images, labels
+
+
+def _split(batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    images, labels = _samples()
+    return [(images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, SHAPE[0], batch_size)]
+
+
+def _scores(loss, batch_size: int) -> dict[str, torch.Tensor]:
+    net = _unet()
+    taps = FeatureTaps(net, ChannelPruner(net, SHAPE).graph.consumer_taps(), gradients=True)
+    return score_channels(net, taps, _split(batch_size), loss_function=loss)
+
+
+def _largest_relative_difference(first: dict, second: dict) -> float:
+    return max(((first[g] - second[g]).abs().max() / first[g].abs().max()).item() for g in first)
+
+
+def test_scores_with_the_per_sample_training_loss_do_not_depend_on_how_the_scoring_set_is_batched():
+    one_batch, two_batches = _scores(PerSampleLoss(_bundle_loss()), 4), _scores(PerSampleLoss(_bundle_loss()), 2)
+    assert set(one_batch) == set(two_batches)
+    for group, values in one_batch.items():
+        torch.testing.assert_close(two_batches[group], values, rtol=1e-5, atol=1e-6)
+    # the pooled loss itself couples the samples: the same split changes its scores
+    pooled = _largest_relative_difference(_scores(_bundle_loss(), 4), _scores(_bundle_loss(), 2))
+    assert pooled > 1e-3
+
+
+def _handler_scores(batch_size: int, **kwargs) -> dict[str, torch.Tensor]:
+    net = _unet()
+    images, labels = _samples()
+    loader = [{"image": images[i : i + batch_size], "label": labels[i : i + batch_size]} for i in range(0, 4, batch_size)]
+    handler = TaylorFOPruning(example_shape=SHAPE, plot=False, **kwargs)
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=loader,
+        network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+        loss_function=_bundle_loss(),
+        train_handlers=[handler],
+    )
+    trainer.state.dataloader = loader
+    handler._ensure_pruner(trainer)
+    return handler.score(trainer)
+
+
+def test_taylorfo_scores_with_the_trainers_loss_per_sample_by_default():
+    one_batch, two_batches = _handler_scores(4), _handler_scores(2)
+    for group, values in one_batch.items():
+        torch.testing.assert_close(two_batches[group], values, rtol=1e-5, atol=1e-6)
+    # the trainer's loss given as the scoring loss pools the batch again
+    pooled = _largest_relative_difference(
+        _handler_scores(4, scoring_loss=_bundle_loss()), _handler_scores(2, scoring_loss=_bundle_loss())
+    )
+    assert pooled > 1e-3
+
+
+def test_a_scoring_loss_that_is_not_callable_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"TaylorFOPruning: `scoring_loss` must be a loss function or None, got str"):
+        TaylorFOPruning(scoring_loss="DiceCELoss")
