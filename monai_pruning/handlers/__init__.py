@@ -1,5 +1,6 @@
-"""PyTorch-Ignite event handlers: the pruning methods, atomic checkpoints, per-case evaluation reports, and a
-DistributedDataParallel wrapper kept current after a pruned checkpoint is loaded."""
+"""PyTorch-Ignite event handlers: the pruning methods, atomic checkpoints, per-case evaluation reports, the training
+data stream reseeded from (seed, epoch) at every epoch, and a DistributedDataParallel wrapper kept current after a
+pruned checkpoint is loaded."""
 
 from monai_pruning.handlers.atomic_checkpoint_saver import AtomicCheckpointSaver
 from monai_pruning.handlers.case_metrics_report import CaseMetricsReport

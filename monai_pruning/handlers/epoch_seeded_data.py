@@ -136,8 +136,9 @@ class EpochSeededData:
     data by its own ``seed`` and the epoch (set by MONAI's trainer). ``persistent_workers=True`` with workers is
     refused: such workers keep their transforms' states from epoch to epoch, out of reach of the main process.
 
-    Attach it after any handler that runs the validator at epoch start (it then reseeds after the validation pass),
-    and let it reseed the loader the trainer iterates (the default).
+    Its place among the trainer's handlers does not matter to the pruning handlers: what they run at epoch start
+    (TaylorFO's validation before training) leaves every random stream as it was. Let it reseed the loader the
+    trainer iterates (the default).
 
     Args:
         seed: base seed, an int >= 0 (the bundle's ``seed``).
