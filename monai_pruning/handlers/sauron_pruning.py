@@ -33,6 +33,8 @@ from monai_pruning.handlers.pruning_base import (
     optional_fraction,
     set_generator_state,
 )
+from monai_pruning.report.history import cut_score_summary
+from monai_pruning.report.plots import plot_cut_scores
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ else:
     )
 
 __all__ = ["SauronPruning", "SEG_LOSS_KEY", "PENALTY_KEY"]
+
+CUT_SCORES_PNG = "cut_scores.png"
 
 #: keys added to ``engine.state.output``: the segmentation loss alone and the (unweighted) delta_opt regulariser
 SEG_LOSS_KEY = "seg_loss"
@@ -63,7 +67,9 @@ class SauronPruning(PruningHandlerBase):
     - ``Events.EPOCH_COMPLETED``: the thresholds are updated (plateau of the epoch's mean segmentation loss,
       stalled validation metric, fewer than ``mu`` of the group removed last time), then every group loses its
       channels with delta_prune < tau (never the reference, never below ``min_channels``). The optimizer keeps its
-      state. One history row per epoch: widths and tau per group, MACs, parameters, epoch time, losses, metric.
+      state. One history row per epoch: widths and tau per group, MACs, parameters, epoch time, losses, metric,
+      and for every group cut, ``cut_scores``: delta_prune / tau of the channels removed against those kept
+      (:func:`~monai_pruning.report.history.cut_score_summary`, the reference left out), drawn in ``cut_scores.png``.
     - With ``target_macs_reduction``: the epoch whose cut would pass the target cuts only its most redundant
       candidates (lowest delta_prune relative to tau), as many as the target needs; once the target is reached,
       pruning stops and so does the regulariser (not computed, weight 0), and the remaining epochs fine-tune the
@@ -178,6 +184,7 @@ class SauronPruning(PruningHandlerBase):
         self.accumulators: dict[str, DeltaPruneAccumulator] = {}
         self.train_losses: list[float] = []
         self.last_cut: dict[str, list[int]] = {}
+        self._ratios: dict[str, tuple[torch.Tensor, int]] = {}  # this epoch's delta_prune / tau and reference
         self._epoch_sums = {"seg_loss": 0.0, "penalty": 0.0, "batches": 0}
 
     # --- wiring -------------------------------------------------------------------------------------------------
@@ -315,8 +322,14 @@ class SauronPruning(PruningHandlerBase):
                 "removed_now": int(sum(removed.values())),
                 "thresholds": {group: thresholds.get(group, self.schedule.tau_start) for group in widths},
                 "removed": {group: int(removed.get(group, 0)) for group in widths},
+                "cut_scores": {
+                    group: cut_score_summary(ratios, removals[group], exclude=[reference])
+                    for group, (ratios, reference) in self._ratios.items()
+                    if removals.get(group)
+                },
             },
         )
+        self._ratios = {}
 
     def _removals(self) -> dict[str, list[int]]:
         """This epoch's cut: every group's channels below its threshold, limited to what the target still needs."""
@@ -333,6 +346,8 @@ class SauronPruning(PruningHandlerBase):
                     "hold NaN or inf (training diverged; lower the learning rate or `lam`)."
                 )
             tau = self.schedule.threshold(group)
+            if tau > 0:
+                self._ratios[group] = (scores[group] / tau, reference)
             chosen = channels_to_cut(scores[group], reference, tau, min_channels=self.removal_floor(group))
             unit = self.pruner.prunable_groups[group].unit
             if unit > 1:  # GroupNorm: only whole groups of channels, all of whose members are redundant
@@ -392,6 +407,15 @@ class SauronPruning(PruningHandlerBase):
         """New scoring window without a cut: fresh references are drawn next epoch."""
         for accumulator in self.accumulators.values():
             accumulator.reset()
+
+    def _write_files(self) -> None:
+        """The base's records, and ``cut_scores.png`` when this epoch cut (delta_prune / tau of removed vs kept)."""
+        super()._write_files()
+        last = self.history.last()
+        if self.output_dir is None or not self.plot or not self.writes_files() or not last.get("cut_scores"):
+            return
+        plot_cut_scores(self.history, self.output_dir / CUT_SCORES_PNG, threshold=1.0, score_label="delta_prune / tau",
+                        title="sauron: delta_prune relative to tau of the channels removed and kept at each cut")
 
     def plot_marks(self) -> dict[str, float]:
         marks: dict[str, float] = {}

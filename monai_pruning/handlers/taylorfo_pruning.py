@@ -42,6 +42,8 @@ from monai_pruning.handlers.pruning_base import (
     set_generator_state,
 )
 from monai_pruning.handlers.taylorfo_scoring import GRADIENT_SOURCES, score_channels
+from monai_pruning.report.history import cut_score_summary
+from monai_pruning.report.plots import plot_cut_scores
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ else:
 __all__ = ["TaylorFOPruning"]
 
 PRUNING, FINETUNE = "pruning", "finetune"
+CUT_SCORES_PNG = "cut_scores.png"
 
 
 def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
@@ -88,7 +91,10 @@ class TaylorFOPruning(PruningHandlerBase):
     pruning steps, all the cuts no metric has judged are undone together. With a validator, the first cut waits for a
     validation result to use as baseline. The best checkpoint is never written from a validation that failed.
 
-    One history row per epoch (phase, steps, channels removed, metric, widths, MACs, parameters, epoch time); see
+    One history row per epoch (phase, steps, channels removed, metric, widths, MACs, parameters, epoch time, and
+    for every group cut, ``cut_scores``: the scores it was ranked by, of the channels removed against those kept,
+    at its last cut of the epoch, :func:`~monai_pruning.report.history.cut_score_summary`, drawn in
+    ``cut_scores.png``); see
     :class:`~monai_pruning.handlers.pruning_base.PruningHandlerBase` for the records, the best checkpoint, the
     handler order (after ``ValidationHandler``, before ``CheckpointSaver``/``StatsHandler``) and
     ``DistributedDataParallel`` (scores summed over the ranks before ranking; ``score_batches`` counts each rank's
@@ -288,6 +294,7 @@ class TaylorFOPruning(PruningHandlerBase):
         self.failed_validations = 0  # failed validations since the last accepted one; pruning pauses while > 0
         self._epoch_removed = 0
         self._epoch_events: list[str] = []
+        self._epoch_cut_scores: dict[str, dict[str, Any]] = {}
 
     # --- wiring -------------------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
@@ -358,10 +365,20 @@ class TaylorFOPruning(PruningHandlerBase):
                 "stop_reason": self.stop_reason,
                 "metric": metric,
                 "baseline": self.baseline,
+                "cut_scores": self._epoch_cut_scores,
                 **({"start_checkpoint": self.start_checkpoint} if self.start_checkpoint is not None else {}),
             },
         )
-        self._epoch_removed, self._epoch_events = 0, []
+        self._epoch_removed, self._epoch_events, self._epoch_cut_scores = 0, [], {}
+
+    def _write_files(self) -> None:
+        """The base's records, and ``cut_scores.png`` when this epoch cut (ranked scores of removed vs kept)."""
+        super()._write_files()
+        last = self.history.last()
+        if self.output_dir is None or not self.plot or not self.writes_files() or not last.get("cut_scores"):
+            return
+        plot_cut_scores(self.history, self.output_dir / CUT_SCORES_PNG, log_y=True, score_label="importance",
+                        title="taylorfo: importance of the channels removed and kept at each cut")
 
     def plot_marks(self) -> dict[str, float]:
         # the first row recorded after pruning stopped; a later rollback rewrites stop_reason only in later rows
@@ -470,6 +487,7 @@ class TaylorFOPruning(PruningHandlerBase):
             return {}
         if self._checks_metric() and self.snapshot is None:  # cuts not yet judged keep the last validated state
             self.snapshot = self._take_snapshot(engine)
+        self._epoch_cut_scores.update({group: cut_score_summary(scores[group], idx) for group, idx in removals.items()})
         removed = self.cut(engine, removals)
         self.steps += 1
         self._epoch_removed += int(sum(removed.values()))
@@ -570,6 +588,7 @@ class TaylorFOPruning(PruningHandlerBase):
             "failed_validations": self.failed_validations,
             "epoch_removed": self._epoch_removed,
             "epoch_events": list(self._epoch_events),
+            "epoch_cut_scores": {group: dict(summary) for group, summary in self._epoch_cut_scores.items()},
         }
 
     def _load_method_state(self, state: Mapping[str, Any]) -> None:
@@ -588,3 +607,4 @@ class TaylorFOPruning(PruningHandlerBase):
         self.failed_validations = int(state.get("failed_validations", 0))
         self._epoch_removed = int(state.get("epoch_removed", 0))
         self._epoch_events = [str(e) for e in state.get("epoch_events", [])]
+        self._epoch_cut_scores = {str(g): dict(summary) for g, summary in state.get("epoch_cut_scores", {}).items()}
