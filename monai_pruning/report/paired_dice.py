@@ -39,8 +39,8 @@ class PairedDifference:
 
 def read_case_scores(csv_path: str | os.PathLike, columns: Sequence[str] | None = None) -> dict[str, float]:
     """
-    Per-case scores from a ``CaseMetricsReport`` CSV: the mean of the ``dice_*`` columns (or of ``columns``) per row,
-    the final ``mean`` row left out.
+    Per-case scores from a ``CaseMetricsReport`` CSV: the mean of the columns whose name holds ``dice`` (one per
+    class, e.g. ``test_mean_dice_polyp``), or of ``columns``, per row; the final ``mean`` row left out.
 
     Raises:
         ValueError: the file has no such column, a case appears twice, or a value is not a number; NaN (a metric
@@ -49,10 +49,10 @@ def read_case_scores(csv_path: str | os.PathLike, columns: Sequence[str] | None 
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     header = list(rows[0]) if rows else []
-    chosen = list(columns) if columns is not None else [name for name in header if name.startswith("dice")]
+    chosen = list(columns) if columns is not None else [name for name in header if "dice" in name]
     missing = [name for name in chosen if name not in header]
     if not chosen or missing:
-        raise ValueError(f"{csv_path}: no column {missing or 'dice_*'} among {header}")
+        raise ValueError(f"{csv_path}: no column {missing or '*dice*'} among {header}")
     scores: dict[str, float] = {}
     for row in rows:
         case = row["case"]

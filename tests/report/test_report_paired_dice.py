@@ -8,16 +8,16 @@ import pytest
 from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, paired_differences, read_case_scores
 
 
-def _csv(path, rows, header="case,dice_polyp,hd95_polyp"):
+def _csv(path, rows, header="case,test_mean_dice_polyp,test_hd95_polyp"):
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
 
 
 def test_case_scores_average_the_dice_columns_and_leave_out_the_mean_row(tmp_path):
     path = _csv(tmp_path / "m.csv", ["a,0.5,3.0", "b,1.0,0.0", "mean,0.75,1.5"],
-                header="case,dice_kidney,dice_tumor")
+                header="case,test_mean_dice_kidney,test_mean_dice_tumor")
     assert read_case_scores(path) == {"a": 1.75, "b": 0.5}
-    assert read_case_scores(path, columns=["dice_tumor"]) == {"a": 3.0, "b": 0.0}
+    assert read_case_scores(path, columns=["test_mean_dice_tumor"]) == {"a": 3.0, "b": 0.0}
 
 
 def test_case_scores_refuse_undefined_and_duplicate_cases(tmp_path):
