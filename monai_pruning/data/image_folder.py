@@ -17,6 +17,7 @@ from monai.data.folder_layout import default_name_formatter
 from monai_pruning.data.brain_layouts import list_msd_images
 from monai_pruning.data.errors import DatasetError
 from monai_pruning.data.kits_layout import KITS_IMAGE_NAME, list_kits_images
+from monai_pruning.data.layouts import LAYOUTS, detect_layout
 
 __all__ = ["list_image_files", "case_name_formatter", "require_model_file"]
 
@@ -32,7 +33,24 @@ def _dataset_images(root: Path, suffixes: Sequence[str]) -> list[Path] | None:
     msd = list_msd_images(root, suffixes)
     if msd is not None:
         logger.info("%s is a Decathlon task: segmenting the %d images of imagesTr/ and imagesTs/", root, len(msd))
-    return msd
+        return msd
+    return _polyp_frames(root, suffixes)
+
+
+def _polyp_frames(root: Path, suffixes: Sequence[str]) -> list[Path] | None:
+    """
+    The frames of the Kvasir-SEG, CVC-ClinicDB or PolypGen dataset at ``root``, found and listed by that dataset's own
+    reader (so exactly the frames training would read, never their masks), those whose name ends with one of
+    ``suffixes``; None when ``root`` holds none of these layouts.
+    """
+    name = detect_layout("polyp", root)
+    if name is None:
+        return None
+    layout = LAYOUTS[name]
+    wanted = tuple(s.lower() for s in suffixes)
+    frames = [Path(item["image"]) for item in layout.read(root) if item["image"].lower().endswith(wanted)]
+    logger.info("%s is a %s dataset: segmenting its %d frames", root, layout.title, len(frames))
+    return frames
 
 
 def list_image_files(
@@ -47,11 +65,15 @@ def list_image_files(
 
     A folder with no such file of its own may be the root of a dataset as distributed; then every case is listed: the
     ``imaging.nii.gz`` of each KiTS ``case_*/`` folder (also under ``data/`` or ``dataset/``), labelled or not, or
-    the images of a Decathlon task's ``imagesTr/`` and ``imagesTs/``. KiTS names every scan alike, so a bundle saving
-    masks of such a list names them with :func:`case_name_formatter`.
+    the images of a Decathlon task's ``imagesTr/`` and ``imagesTs/``, or every frame of a Kvasir-SEG (``images/``),
+    CVC-ClinicDB (``Original/``, also in a ``PNG/``, ``TIF/`` or ``JPG/`` wrapper) or PolypGen (``data_Cn/images_Cn/``,
+    the release or one centre) dataset, as its reader lists them. KiTS names every scan alike, so a bundle saving
+    masks of such a list names them with :func:`case_name_formatter`; polyp frame names are unique in their dataset
+    (the PolypGen reader refuses a name found in two centres), so masks named by frame cannot overwrite each other.
 
     Raises:
-        DatasetError: the folder is missing or holds no such file (nor a dataset); KiTS case folders without an image.
+        DatasetError: the folder is missing or holds no such file (nor a dataset); KiTS case folders without an image;
+            a polyp dataset its reader refuses (e.g. a frame without its mask).
     """
     root = Path(folder)
     if not root.is_dir():

@@ -110,3 +110,61 @@ def test_a_missing_model_file_is_a_one_line_error_saying_how_to_get_one(tmp_path
     missing.parent.mkdir()
     missing.write_bytes(b"x")
     assert require_model_file(str(missing)) == str(missing)
+
+
+POLYP_SUFFIXES = [".jpg", ".jpeg", ".png", ".tif", ".tiff"]
+
+
+def _paired(root, image_dir, mask_dir, names, mask_name=lambda stem, suffix: stem + suffix):
+    """Empty frame files ``image_dir/NAME`` and their masks ``mask_dir/mask_name(stem, suffix)`` under ``root``."""
+    _touch(root / image_dir, *names)
+    for name in names:
+        stem, suffix = name.rsplit(".", 1)
+        _touch(root / mask_dir, mask_name(stem, "." + suffix))
+
+
+@pytest.mark.parametrize("wrapper", ["", "Kvasir-SEG"])
+def test_a_kvasir_seg_root_lists_every_frame_of_images_and_no_mask(tmp_path, wrapper):
+    dataset = tmp_path / wrapper if wrapper else tmp_path
+    _paired(dataset, "images", "masks", ["cju2zyy.jpg", "cju0qkw.jpg"])
+    _touch(dataset, "kavsir_bboxes.json")
+    assert list_image_files(tmp_path, POLYP_SUFFIXES) == [
+        {"image": str(dataset / "images" / name)} for name in ("cju0qkw.jpg", "cju2zyy.jpg")
+    ]
+
+
+@pytest.mark.parametrize("wrapper, suffix", [("", "tif"), ("JPG", "jpg"), ("PNG", "png")])
+def test_a_cvc_clinicdb_root_lists_every_original_frame_in_numeric_order(tmp_path, wrapper, suffix):
+    dataset = tmp_path / wrapper if wrapper else tmp_path
+    _paired(dataset, "Original", "Ground Truth", [f"{n}.{suffix}" for n in (10, 2, 1)])
+    assert list_image_files(tmp_path, POLYP_SUFFIXES) == [
+        {"image": str(dataset / "Original" / f"{n}.{suffix}")} for n in (1, 2, 10)
+    ]
+
+
+def _polypgen_centre(root, centre, names):
+    _paired(root / f"data_{centre}", f"images_{centre}", f"masks_{centre}", names,
+            mask_name=lambda stem, suffix: f"{stem}_mask{suffix}")
+
+
+def test_a_polypgen_release_lists_the_frames_of_every_centre_and_one_centre_folder_its_own(tmp_path):
+    _polypgen_centre(tmp_path, "C2", ["EndoCV2021_001000.jpg"])
+    _polypgen_centre(tmp_path, "C1", ["100S0001.jpg", "100H0050.jpg"])
+    _touch(tmp_path, "README.md")
+    c1 = [str(tmp_path / "data_C1" / "images_C1" / name) for name in ("100H0050.jpg", "100S0001.jpg")]
+    c2 = [str(tmp_path / "data_C2" / "images_C2" / "EndoCV2021_001000.jpg")]
+    assert [item["image"] for item in list_image_files(tmp_path, POLYP_SUFFIXES)] == c1 + c2
+    assert [item["image"] for item in list_image_files(tmp_path / "data_C2", POLYP_SUFFIXES)] == c2
+
+
+def test_a_polypgen_frame_name_in_two_centres_is_refused_instead_of_one_mask_overwriting_the_other(tmp_path):
+    _polypgen_centre(tmp_path, "C1", ["frame_1.jpg"])
+    _polypgen_centre(tmp_path, "C2", ["frame_1.jpg"])
+    with pytest.raises(DatasetError, match="frame name 'frame_1' appears in both C1 and C2"):
+        list_image_files(tmp_path, POLYP_SUFFIXES)
+
+
+def test_a_polyp_dataset_root_has_no_images_for_a_bundle_reading_other_formats(tmp_path):
+    _paired(tmp_path, "images", "masks", ["cju0qkw.jpg"])
+    with pytest.raises(DatasetError, match=r"no \.nii\.gz/\.nii images in "):
+        list_image_files(tmp_path, [".nii.gz", ".nii"])
