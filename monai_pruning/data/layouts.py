@@ -23,6 +23,7 @@ from monai_pruning.data.errors import DatasetError
 from monai_pruning.data.file_pairing import resolve_wrapped_root
 from monai_pruning.data.kits_layout import KITS_LABELS, find_kits_cases_dir, read_kits
 from monai_pruning.data.polyp_layouts import (
+    CVC_PREFERRED_COPIES,
     looks_like_cvc_clinicdb,
     looks_like_kvasir_seg,
     read_cvc_clinicdb,
@@ -58,8 +59,9 @@ class DatasetLayout:
     checked_values: frozenset[int] | None = None
 
 
-def _wrapped(looks_like: Callable[[Path], bool]) -> Callable[[Path], bool]:
-    return lambda folder: resolve_wrapped_root(folder, looks_like) is not None
+def _wrapped(looks_like: Callable[[Path], bool], preferred: tuple[str, ...] = ()) -> Callable[[Path], bool]:
+    """Presence test that accepts the layout in one wrapper sub-folder, choosing among several as the reader does."""
+    return lambda folder: resolve_wrapped_root(folder, looks_like, preferred) is not None
 
 
 _POLYP_LABELS = {"0": "background", "1": "polyp"}
@@ -73,7 +75,7 @@ LAYOUTS: dict[str, DatasetLayout] = {
         "cvc_clinicdb",
         "CVC-ClinicDB (Original/ + Ground Truth/)",
         read_cvc_clinicdb,
-        _wrapped(looks_like_cvc_clinicdb),
+        _wrapped(looks_like_cvc_clinicdb, CVC_PREFERRED_COPIES),
         _POLYP_LABELS,
         _RGB,
     ),

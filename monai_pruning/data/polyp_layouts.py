@@ -15,12 +15,12 @@ from pathlib import Path
 from monai_pruning.data.errors import DatasetError
 from monai_pruning.data.file_pairing import list_data_files, pair_by_stem, require_folder, resolve_wrapped_root
 
-__all__ = ["read_kvasir_seg", "read_cvc_clinicdb", "looks_like_kvasir_seg", "looks_like_cvc_clinicdb"]
+__all__ = ["CVC_PREFERRED_COPIES", "read_kvasir_seg", "read_cvc_clinicdb", "looks_like_kvasir_seg", "looks_like_cvc_clinicdb"]
 
 _KVASIR_SUFFIXES = (".jpg", ".jpeg", ".png")
 _CVC_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 # Wrapper folders of the copies, best first: lossless before JPEG.
-_CVC_PREFERRED = ("PNG", "png", "TIF", "tif", "TIFF", "tiff")
+CVC_PREFERRED_COPIES = ("PNG", "png", "TIF", "tif", "TIFF", "tiff")
 _CVC_IMAGES, _CVC_MASKS = "Original", "Ground Truth"
 
 
@@ -77,7 +77,7 @@ def read_cvc_clinicdb(root: str | os.PathLike) -> list[dict]:
         DatasetError: missing folder, no pairs, or a frame without a mask / a mask without a frame.
     """
     base = require_folder(Path(root).expanduser(), "CVC-ClinicDB folder")
-    found = resolve_wrapped_root(base, looks_like_cvc_clinicdb, preferred=_CVC_PREFERRED)
+    found = resolve_wrapped_root(base, looks_like_cvc_clinicdb, preferred=CVC_PREFERRED_COPIES)
     if found is None:
         raise DatasetError(
             f"no CVC-ClinicDB layout in {base}: expected 'Original/' and 'Ground Truth/' folders there or in one "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_pruning.data import DatasetError, read_cvc_clinicdb, read_kvasir_seg
+from monai_pruning.data import DatasetError, detect_layout, read_cvc_clinicdb, read_kvasir_seg
 
 
 def _picture(path: Path, size=(12, 10), channels=3) -> None:
@@ -97,6 +97,13 @@ def test_cvc_prefers_png_copy_when_png_and_tif_copies_exist(tmp_path):
         _picture(tmp_path / folder / "Ground Truth" / f"1.{suffix}", channels=1)
     (item,) = read_cvc_clinicdb(tmp_path)
     assert item["image"].endswith("1.png")
+
+
+def test_cvc_copies_side_by_side_are_detected_as_one_dataset_as_the_reader_reads_them(tmp_path):
+    for folder, suffix in (("PNG", "png"), ("TIF", "tif")):
+        _picture(tmp_path / folder / "Original" / f"1.{suffix}")
+        _picture(tmp_path / folder / "Ground Truth" / f"1.{suffix}", channels=1)
+    assert detect_layout("polyp", tmp_path) == "cvc_clinicdb"
 
 
 def test_cvc_frame_without_mask_is_an_error(tmp_path):
