@@ -1,4 +1,7 @@
-"""The bundles' configs wire the per-epoch data seeding into training and the per-sample loss into TaylorFO scoring."""
+"""
+The bundles' configs resume exactly (the data reseeded per epoch, every stateful training object in the resume
+checkpoint) and give TaylorFO scoring the per-sample version of the training loss.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +33,20 @@ def test_training_reseeds_its_data_stream_from_the_run_seed_every_epoch(bundle):
     assert isinstance(handler, EpochSeededData) and handler.seed == 11 and handler.global_rng
     # a shuffling loader with its own generator: the order comes from the reseeded stream, not from torch's global one
     assert parser["train#dataloader#shuffle"] is True and "generator" in parser["train#dataloader"]
+
+
+@pytest.mark.parametrize("bundle", BUNDLE_NAMES)
+def test_the_resume_checkpoint_holds_every_object_whose_state_training_changes(bundle, tmp_path):
+    parser = _parser(bundle)
+    parser["bundle_root"] = str(tmp_path)
+    parser["train#trainer"] = "$'trainer'"  # a stand-in: building the trainer would build the datasets
+    parser["pruning_state"] = {"pruner": "$'pruner'"}  # as an overlay adds its handler
+    objects = parser.get_parsed_content("resume_objects")
+    expected = {"pruning": "pruning_record", "model": "network", "optimizer": "optimizer", "lr_scheduler": "lr_scheduler"}
+    for key, config_id in expected.items():  # the scheduler too: its step count sets every later learning rate
+        assert objects[key] is parser.get_parsed_content(config_id), key
+    assert objects["trainer"] == "trainer" and objects["pruner"] == "pruner"
+    assert not any(tmp_path.iterdir())  # nothing was built that writes files
 
 
 @pytest.mark.parametrize("bundle", BUNDLE_NAMES)
