@@ -1,5 +1,6 @@
 """
-Measuring a network: parameters, multiply-accumulates, CPU/GPU latency and peak inference memory.
+Measuring a network: parameters, multiply-accumulates, CPU/GPU latency (also in TorchScript, ONNX Runtime and
+OpenVINO) and peak inference memory.
 
 Pure measurement functions used by the tests, the pruning handlers (to log what a cut bought) and the benchmark
 scripts. None of them changes the network, its train/eval mode, or the caller's random state or thread count.
@@ -8,7 +9,17 @@ scripts. None of them changes the network, its train/eval mode, or the caller's 
 from __future__ import annotations
 
 from .complexity import Complexity, count_macs, count_parameters, layer_macs, macs_by_layer, measure_complexity
-from .latency import LatencyResult, measure_latency
+from .latency import (
+    RUNTIME_LATENCY,
+    LatencyResult,
+    RuntimeLatency,
+    available_runtimes,
+    eager_latency,
+    measure_latency,
+    onnxruntime_latency,
+    openvino_latency,
+    torchscript_latency,
+)
 from .memory import peak_inference_memory_mb
 
 __all__ = [
@@ -19,6 +30,13 @@ __all__ = [
     "macs_by_layer",
     "measure_complexity",
     "LatencyResult",
+    "RuntimeLatency",
+    "RUNTIME_LATENCY",
+    "available_runtimes",
+    "eager_latency",
     "measure_latency",
+    "onnxruntime_latency",
+    "openvino_latency",
+    "torchscript_latency",
     "peak_inference_memory_mb",
 ]

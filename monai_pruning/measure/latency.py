@@ -6,13 +6,21 @@ thread count (latency on a CPU depends on it more than on anything else), a fixe
 untimed warm-up passes (one-off allocations, oneDNN kernel selection, CUDA context), then ``repeats`` timed passes
 summarised by their median and 10th/90th percentiles. On CUDA every pass is synchronised so that the time covers
 the kernels, not just their launch.
+
+The same network can also be timed in the runtimes a collaborator deploys it with, on the CPU, one function per
+runtime (:data:`RUNTIME_LATENCY`): eager PyTorch, TorchScript (what ``python -m monai.bundle ckpt_export`` writes),
+and the ONNX export (free batch and spatial axes) in ONNX Runtime and OpenVINO (the ``deploy`` extra). Each returns
+its timing and its output, so a caller can check that every runtime computes the same thing.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +28,17 @@ from torch import nn
 
 from monai_pruning.measure.probe import example_input, probe_forward
 
-__all__ = ["LatencyResult", "measure_latency"]
+__all__ = [
+    "LatencyResult",
+    "RUNTIME_LATENCY",
+    "RuntimeLatency",
+    "available_runtimes",
+    "eager_latency",
+    "measure_latency",
+    "onnxruntime_latency",
+    "openvino_latency",
+    "torchscript_latency",
+]
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,11 @@ class LatencyResult:
     p90_s: float
     repeats: int
     num_threads: int
+
+    @property
+    def per_second(self) -> float:
+        """Forward passes per second at the median time (frames per second for a batch of one frame)."""
+        return 1.0 / self.median_s
 
 
 def _check_count(value: object, name: str, minimum: int) -> int:
@@ -133,3 +156,210 @@ def measure_latency(
     return LatencyResult(
         median_s=float(median), p10_s=float(p10), p90_s=float(p90), repeats=repeats, num_threads=num_threads
     )
+
+
+@dataclass(frozen=True)
+class RuntimeLatency:
+    """
+    Latency of one network in one runtime, on the CPU.
+
+    Attributes:
+        runtime: ``"eager"``, ``"torchscript"``, ``"onnxruntime"`` or ``"openvino"``.
+        latency: the timed passes (median, percentiles, thread count).
+        output: the output of the last timed pass (float32, CPU), to compare runtimes.
+        batch: batch size of the input.
+    """
+
+    runtime: str
+    latency: LatencyResult
+    output: torch.Tensor
+    batch: int
+
+    @property
+    def frames_per_second(self) -> float:
+        """Samples (frames, or volumes in 3D) per second at the median time: batch / median seconds."""
+        return self.batch / self.latency.median_s
+
+
+def _cpu_input(module: nn.Module, input_shape: Sequence[int] | torch.Tensor, where: str) -> torch.Tensor:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{where}: expected a torch.nn.Module, got {type(module).__name__}.")
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        if tensor.device.type != "cpu" or (tensor.is_floating_point() and tensor.dtype != torch.float32):
+            raise ValueError(f"{where}: {name!r} is {tensor.dtype} on {tensor.device}; the runtimes run float32 on "
+                             "the CPU: pass module.float().cpu().")
+    x = example_input(module, input_shape, where, device=torch.device("cpu"))
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        raise ValueError(f"{where}: the input must be a float32 CPU tensor, got {x.dtype} on {x.device}.")
+    return x
+
+
+def _time_runtime(
+    runtime: str, run: Callable[[], torch.Tensor], batch: int, warmup: int, repeats: int, num_threads: int
+) -> RuntimeLatency:
+    """``warmup`` untimed then ``repeats`` timed calls of ``run`` with torch limited to ``num_threads`` threads."""
+    caller_threads = torch.get_num_threads()
+    times = np.empty(repeats, dtype=np.float64)
+    output = None
+    try:
+        torch.set_num_threads(num_threads)
+        for _ in range(warmup):
+            run()
+        for i in range(repeats):
+            start = time.perf_counter()
+            output = run()
+            times[i] = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(caller_threads)
+    p10, median, p90 = np.percentile(times, [10, 50, 90])
+    result = LatencyResult(float(median), float(p10), float(p90), repeats=repeats, num_threads=num_threads)
+    return RuntimeLatency(runtime, result, torch.as_tensor(output).detach().float().cpu(), batch)
+
+
+def _eval_module_call(module: nn.Module, x: torch.Tensor, where: str) -> Callable[[], torch.Tensor]:
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return probe_forward(module, x, where)
+
+    return run
+
+
+def _checked_counts(warmup: int, repeats: int, num_threads: int, where: str) -> None:
+    for value, name, minimum in ((warmup, "warmup", 0), (repeats, "repeats", 1), (num_threads, "num_threads", 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}.")
+
+
+def eager_latency(
+    module: nn.Module,
+    input_shape: Sequence[int] | torch.Tensor,
+    warmup: int = 5,
+    repeats: int = 20,
+    num_threads: int = 2,
+) -> RuntimeLatency:
+    """
+    Eager PyTorch on the CPU, in evaluation mode under ``torch.inference_mode()`` (every submodule's train/eval flag
+    is put back afterwards).
+
+    Args:
+        module: the network, float32 on the CPU.
+        input_shape: ``(B, C, *spatial)`` of a fixed-seed random input, or the input tensor itself.
+        warmup: untimed passes first (>= 0).
+        repeats: timed passes (>= 1).
+        num_threads: intra-op CPU threads during the passes (>= 1).
+    """
+    where = "eager_latency"
+    _checked_counts(warmup, repeats, num_threads, where)
+    x = _cpu_input(module, input_shape, where)
+    modes = {sub: sub.training for sub in module.modules()}
+    try:
+        module.eval()
+        return _time_runtime("eager", _eval_module_call(module, x, where), x.shape[0], warmup, repeats, num_threads)
+    finally:
+        for sub, training in modes.items():
+            sub.training = training
+
+
+def torchscript_latency(
+    module: nn.Module,
+    input_shape: Sequence[int] | torch.Tensor,
+    warmup: int = 5,
+    repeats: int = 20,
+    num_threads: int = 2,
+) -> RuntimeLatency:
+    """
+    The network as ``python -m monai.bundle ckpt_export`` ships it (``torch.jit.script`` of the evaluation-mode
+    network, not frozen), on the CPU. The profiling executor specialises the graph during the first passes, so keep
+    ``warmup`` at 2 or more. Arguments as :func:`eager_latency`.
+    """
+    where = "torchscript_latency"
+    _checked_counts(warmup, repeats, num_threads, where)
+    x = _cpu_input(module, input_shape, where)
+    modes = {sub: sub.training for sub in module.modules()}
+    try:
+        module.eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.script is deprecated in torch >= 2.10; ckpt_export uses it
+            scripted = torch.jit.script(module)
+        return _time_runtime(
+            "torchscript", _eval_module_call(scripted, x, where), x.shape[0], warmup, repeats, num_threads
+        )
+    finally:
+        for sub, training in modes.items():
+            sub.training = training
+
+
+def _onnx_latency(
+    runtime: str,
+    module: nn.Module,
+    input_shape: Sequence[int] | torch.Tensor,
+    warmup: int,
+    repeats: int,
+    num_threads: int,
+    onnx_file: str | None,
+) -> RuntimeLatency:
+    from monai_pruning.deploy import export_onnx, load_runtime  # the deploy extra, imported only when asked for
+
+    where = f"{runtime}_latency"
+    _checked_counts(warmup, repeats, num_threads, where)
+    x = _cpu_input(module, input_shape, where)
+    array = x.numpy()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(onnx_file) if onnx_file is not None else export_onnx(module, Path(folder) / "model.onnx", x.shape)
+        run_array = load_runtime(path, runtime, num_threads)
+
+        def run() -> torch.Tensor:
+            return torch.from_numpy(run_array(array))
+
+        return _time_runtime(runtime, run, x.shape[0], warmup, repeats, num_threads)
+
+
+def onnxruntime_latency(
+    module: nn.Module,
+    input_shape: Sequence[int] | torch.Tensor,
+    warmup: int = 5,
+    repeats: int = 20,
+    num_threads: int = 2,
+    onnx_file: str | None = None,
+) -> RuntimeLatency:
+    """
+    ONNX Runtime (CPU execution provider, all graph optimisations, ``num_threads`` intra-op threads) on the ONNX
+    export of ``module`` with free batch and spatial axes (:func:`monai_pruning.deploy.export_onnx`, into a temporary
+    file), or on ``onnx_file`` when given (``module`` then only gives the input's dtype). Needs the ``deploy`` extra.
+    Other arguments as :func:`eager_latency`.
+    """
+    return _onnx_latency("onnxruntime", module, input_shape, warmup, repeats, num_threads, onnx_file)
+
+
+def openvino_latency(
+    module: nn.Module,
+    input_shape: Sequence[int] | torch.Tensor,
+    warmup: int = 5,
+    repeats: int = 20,
+    num_threads: int = 2,
+    onnx_file: str | None = None,
+) -> RuntimeLatency:
+    """
+    OpenVINO on the CPU (latency hint, float32 precision, ``num_threads`` threads) on the same ONNX export as
+    :func:`onnxruntime_latency`. Needs the ``deploy`` extra.
+    """
+    return _onnx_latency("openvino", module, input_shape, warmup, repeats, num_threads, onnx_file)
+
+
+#: the timing function of every runtime, by name
+RUNTIME_LATENCY: dict[str, Callable[..., RuntimeLatency]] = {
+    "eager": eager_latency,
+    "torchscript": torchscript_latency,
+    "onnxruntime": onnxruntime_latency,
+    "openvino": openvino_latency,
+}
+
+
+def available_runtimes() -> list[str]:
+    """The runtimes of :data:`RUNTIME_LATENCY` whose packages are installed here (eager and TorchScript always)."""
+    import importlib.util
+
+    names = ["eager", "torchscript"]
+    if importlib.util.find_spec("onnx") is not None and importlib.util.find_spec("onnxscript") is not None:
+        names += [name for name in ("onnxruntime", "openvino") if importlib.util.find_spec(name) is not None]
+    return names

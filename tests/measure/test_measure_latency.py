@@ -107,3 +107,37 @@ def test_measure_latency_refuses_module_on_another_device():
 def test_measure_latency_rejects_bad_input_shape():
     with pytest.raises(ValueError, match="measure_latency: every input_shape entry must be positive"):
         measure_latency(nn.Conv2d(1, 2, 3), (1, 1, -8, 8))
+
+
+def _runtime_or_skip(name: str) -> None:
+    if name in ("onnxruntime", "openvino"):
+        pytest.importorskip("onnxscript")
+        pytest.importorskip(name)
+
+
+@pytest.mark.parametrize("runtime", ["eager", "torchscript", "onnxruntime", "openvino"])
+def test_each_runtime_runner_returns_the_eager_output_and_a_positive_time(single_caller_thread, runtime):
+    from monai.networks.nets import DynUNet
+
+    from monai_pruning.measure import RUNTIME_LATENCY, RuntimeLatency
+
+    _runtime_or_skip(runtime)
+    torch.manual_seed(0)
+    net = DynUNet(2, 1, 2, [3, 3, 3], [1, 2, 2], [2, 2], filters=[4, 8, 8], norm_name="instance").train()
+    x = torch.randn(2, 1, 16, 24)
+    with torch.no_grad():
+        expected = net.eval()(x)
+    net.train()
+    result = RUNTIME_LATENCY[runtime](net, x, warmup=2, repeats=3, num_threads=1)
+    assert isinstance(result, RuntimeLatency) and result.runtime == runtime
+    assert torch.allclose(result.output, expected, atol=1e-4)
+    assert 0.0 < result.latency.p10_s <= result.latency.median_s <= result.latency.p90_s
+    assert result.batch == 2 and result.frames_per_second == pytest.approx(2 / result.latency.median_s)
+    assert torch.get_num_threads() == 1 and net.training
+
+
+def test_runtime_runners_refuse_a_network_off_the_cpu_or_in_half_precision():
+    from monai_pruning.measure import eager_latency
+
+    with pytest.raises(ValueError, match="float32 on the CPU"):
+        eager_latency(nn.Conv2d(1, 2, 3).half(), (1, 1, 8, 8))
