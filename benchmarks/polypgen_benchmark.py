@@ -1,0 +1,444 @@
+"""PolypGen benchmark of the polyp bundle: baseline, Sauron, TaylorFO, controls and peers on real colonoscopy frames.
+
+    pip install -e ".[benchmark]"
+    python benchmarks/polypgen_benchmark.py --data ../shared/data/polypgen --work /work/runs/polypgen --seeds 0 1 2
+    python benchmarks/polypgen_benchmark.py --data ../shared/data/polypgen --work /work/runs/polypgen --seeds 0 1 2 \\
+        --report --docs     # evaluate nothing new: measure, compare and write the tables into the bundle's docs
+
+Every run is a real ``python -m monai.bundle run`` of the polyp bundle's configs on a private copy (nothing in the
+repository is touched), on one case split made once and saved (``<work>/split/split.json``) and shared by every run,
+so only the training seed differs between seeds. Runs are resumable across sessions: the same command skips finished
+runs (``done.json``), continues a stopped one from its last checkpoint (``--resume true``), and starts the rest once
+the runs they start from are finished, ``--jobs`` at a time (each with ``OMP_NUM_THREADS`` = ``--threads`` / jobs).
+
+Methods per seed (E = ``--epochs``, F = ``--finetune_epochs``), each with its same-seed reference:
+
+- ``baseline``: ``train.json`` for E epochs.
+- ``baseline_long``: the baseline fine-tuned F more epochs with TaylorFO's schedule and no pruning
+  (``benchmarks/finetune_dense.json``); the reference of everything that starts from the baseline.
+- ``sauron``: ``prune_sauron.json`` from scratch for E epochs; reference ``baseline``.
+- ``taylorfo``: ``prune_taylorfo.json`` from the baseline for F epochs; reference ``baseline_long``.
+- ``scratch_sauron`` / ``scratch_taylorfo``: the final pruned architecture re-initialised and trained from scratch as
+  long as the pruned run in total (E, E + F) with the plain recipe (``benchmarks/scratch_pruned.json``).
+- ``tp_taylor`` / ``tp_l1`` (peers): Torch-Pruning's Taylor and L1 from the baseline to TaylorFO's final MACs over as
+  many epochs as TaylorFO pruned, then fine-tuned to F epochs (``benchmarks/prune_torch_pruning.json``).
+
+``--report`` then measures every finished run: test Dice per frame (``evaluate.json``), MACs and parameters at the
+training size, CPU latency at batch 1 (``--threads`` threads) at the training size and at 352x352, timed in
+alternating rounds against a dense network of equal MACs (uniformly narrower widths), and the mean paired per-frame
+Dice difference against the same-seed reference with a 95% bootstrap interval over seeds and frames. It writes
+``benchmark_polypgen.json``, ``.md`` and ``.png`` to ``--work`` (and to the bundle's ``docs/`` with ``--docs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))
+
+from pruning_benchmark import cli_overrides, dense_equivalent, history_rows, load_model  # noqa: E402
+
+from monai_pruning.data import prepare_task_data  # noqa: E402
+from monai_pruning.measure import measure_complexity, measure_latency  # noqa: E402
+from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, paired_differences, read_case_scores  # noqa: E402
+
+BUNDLE = "polyp_endoscopy_segmentation"
+SOURCE = REPO / "bundles" / BUNDLE
+DEPLOY_SIZE = (352, 352)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one method is run: its configs, epochs, the run it starts from and the one it is compared with."""
+
+    method: str
+    configs: tuple[str, ...]
+    epochs: int
+    reference: str
+    starts_from: str | None = None  # a run whose models/model_baseline.pt this run fine-tunes
+    architecture_of: str | None = None  # a pruned run whose architecture this run trains from scratch
+    macs_of: str | None = None  # a pruned run whose final MACs and pruning epochs this peer matches
+    overrides: tuple[str, ...] = ()
+    peer: bool = False
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.starts_from, self.architecture_of, self.macs_of) if n is not None)
+
+
+def method_plans(epochs: int, finetune_epochs: int) -> dict[str, Plan]:
+    """Every method the benchmark knows, in an order where each run comes after the runs it needs."""
+    finetune = ("train.json", "prune_taylorfo.json")
+    peer = finetune + ("finetune_dense.json", "prune_torch_pruning.json")
+    plans = [
+        Plan("baseline", ("train.json",), epochs, "baseline"),
+        Plan("baseline_long", finetune + ("finetune_dense.json",), finetune_epochs, "baseline_long", "baseline"),
+        Plan("sauron", ("train.json", "prune_sauron.json"), epochs, "baseline"),
+        Plan("taylorfo", finetune, finetune_epochs, "baseline_long", "baseline"),
+        Plan("scratch_sauron", ("train.json", "scratch_pruned.json"), epochs, "baseline", architecture_of="sauron"),
+        Plan("scratch_taylorfo", ("train.json", "scratch_pruned.json"), epochs + finetune_epochs, "baseline_long",
+             architecture_of="taylorfo"),
+        Plan("tp_taylor", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
+             overrides=("--peer#importance", "taylor", "--peer#global_pruning", "True"), peer=True),
+        Plan("tp_l1", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
+             overrides=("--peer#importance", "l1", "--peer#global_pruning", "False"), peer=True),
+    ]
+    return {plan.method: plan for plan in plans}
+
+
+def with_dependencies(methods: list[str], plans: dict[str, Plan]) -> list[str]:
+    """``methods`` plus every run they need (and their references), in the plans' order."""
+    wanted: set[str] = set()
+    todo = list(methods)
+    while todo:
+        name = todo.pop()
+        if name not in plans:
+            raise SystemExit(f"unknown method {name!r}: choose from {', '.join(plans)}")
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(plans[name].needs + (plans[name].reference,))
+    return [name for name in plans if name in wanted]
+
+
+def fixed_split(data: Path, work: Path, val_fraction: float, test_fraction: float) -> dict:
+    """The one case split of every run (made with split seed 0 once, then reused from ``<work>/split``)."""
+    return prepare_task_data("polyp", str(data), output_dir=str(work / "split"), seed=0,
+                             val_fraction=val_fraction, test_fraction=test_fraction)
+
+
+class RunFolder:
+    """One method and seed: a private copy of the bundle under ``<work>/seed<S>/<method>``."""
+
+    def __init__(self, work: Path, plan: Plan, seed: int) -> None:
+        self.plan, self.seed = plan, seed
+        self.root = work / f"seed{seed}" / plan.method
+        self.log = self.root / "train.log"
+
+    @property
+    def done(self) -> bool:
+        return (self.root / "done.json").is_file()
+
+    @property
+    def model(self) -> Path:
+        return self.root / "models" / "model.pt"
+
+    def cases(self) -> Path:
+        return self.root / "eval" / "case_metrics.csv"
+
+    def has_checkpoint(self) -> bool:
+        return any((self.root / "runs" / "checkpoints").glob("checkpoint_epoch=*.pt"))
+
+    def prepare(self, split_file: Path, runs: dict[str, RunFolder]) -> None:
+        """Copy the bundle, the benchmark overlays, the fixed split and the start checkpoint (first launch only)."""
+        if self.root.exists():
+            return
+        partial = self.root.with_name(self.root.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(SOURCE, partial, ignore=shutil.ignore_patterns("data", "runs", "models", "eval", "predictions"))
+        for overlay in self.plan.configs:
+            if (REPO / "benchmarks" / overlay).is_file():
+                shutil.copy(REPO / "benchmarks" / overlay, partial / "configs")
+        (partial / "runs").mkdir()
+        shutil.copy(split_file, partial / "runs" / split_file.name)
+        if self.plan.starts_from is not None:
+            (partial / "models").mkdir()
+            start = runs[self.plan.starts_from].root / "models" / "model_baseline.pt"
+            shutil.copy(start, partial / "models" / "model_baseline.pt")
+        os.replace(partial, self.root)
+
+    def overrides(self, runs: dict[str, RunFolder], data: Path, extra: list[str]) -> list[str]:
+        values = ["--dataset_dir", str(data), "--seed", str(self.seed), "--num_epochs", str(self.plan.epochs),
+                  *self.plan.overrides]
+        if self.plan.architecture_of is not None:
+            values += ["--architecture_checkpoint", str(runs[self.plan.architecture_of].model)]
+        if self.plan.macs_of is not None:
+            rows = history_rows(runs[self.plan.macs_of].root)
+            pruning_epochs = sum(1 for row in rows if row.get("phase") == "pruning")
+            values += ["--peer#target_macs", str(rows[-1]["macs"]), "--peer#steps", str(max(1, pruning_epochs))]
+        return values + extra
+
+
+def _bundle(root: Path, configs: list[str], overrides: list[str], log: Path, threads: int) -> None:
+    files = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files,
+               "--meta_file", "configs/metadata.json", *overrides]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "benchmarks"), os.environ.get("PYTHONPATH")])))
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(command)}\n")
+        out.flush()
+        result = subprocess.run(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{root.parent.name}/{root.name} failed (exit {result.returncode}); see {log}")
+
+
+def train_and_evaluate(run: RunFolder, runs: dict[str, RunFolder], data: Path, extra: list[str], threads: int) -> None:
+    """Train (or continue) one run, evaluate its final model on the test split, then mark it done."""
+    resume = ["--resume", "true" if run.has_checkpoint() else "false"]
+    start = time.time()
+    _bundle(run.root, list(run.plan.configs), run.overrides(runs, data, extra) + resume, run.log, threads)
+    _bundle(run.root, ["train.json", "evaluate.json"], ["--dataset_dir", str(data), "--seed", str(run.seed), *extra],
+            run.log, threads)
+    (run.root / "done.json").write_text(json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                    "last_session_s": round(time.time() - start, 1)}))
+
+
+def run_all(runs: dict[tuple[int, str], RunFolder], data: Path, split_file: Path, extra: list[str], jobs: int,
+            threads: int) -> list[str]:
+    """Run every unfinished run once the runs it needs are done, ``jobs`` at a time; returns the failures."""
+    by_seed = {seed: {m: r for (s, m), r in runs.items() if s == seed} for seed, _ in runs}
+    pending = [key for key, run in runs.items() if not run.done]
+    failed: list[str] = []
+    active: dict[Future, tuple[int, str]] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or active:
+            for key in list(pending):
+                run = runs[key]
+                needs = [by_seed[run.seed][name] for name in run.plan.needs]
+                if any(f"seed{run.seed}/{n.plan.method}" in failed for n in needs):
+                    pending.remove(key)
+                    failed.append(f"seed{run.seed}/{run.plan.method} (needs a failed run)")
+                elif len(active) < jobs and all(n.done for n in needs):
+                    pending.remove(key)
+                    run.prepare(split_file, by_seed[run.seed])
+                    print(f"[{time.strftime('%H:%M:%S')}] start seed {run.seed} {run.plan.method}", flush=True)
+                    active[pool.submit(train_and_evaluate, run, by_seed[run.seed], data, extra,
+                                       max(1, threads // jobs))] = key
+            if not active:
+                break
+            finished, _ = wait(active, return_when=FIRST_COMPLETED)
+            for future in finished:
+                seed, method = active.pop(future)
+                error = future.exception()
+                print(f"[{time.strftime('%H:%M:%S')}] {'FAILED' if error else 'done'} seed {seed} {method}"
+                      + (f": {error}" if error else ""), flush=True)
+                if error:
+                    failed.append(f"seed{seed}/{method}")
+    return failed
+
+
+def training_setting(name: str, overrides: list[str]) -> Any:
+    """A value of the polyp ``train.json`` as every run saw it: the bundle's, unless ``--set`` replaced it."""
+    parser = ConfigParser()
+    parser.read_config(str(SOURCE / "configs" / "train.json"))
+    for item in overrides:
+        key, _, value = item.partition("=")
+        try:
+            parser[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parser[key] = value
+    return parser.get_parsed_content(name)
+
+
+def alternating_latency(models: list[torch.nn.Module], shape: tuple[int, ...], rounds: int, repeats: int,
+                        threads: int) -> list[float]:
+    """Median latency of each model, timed in alternating rounds so that drifts of the machine's load hit all alike."""
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for index, model in enumerate(models):
+            times[index].append(measure_latency(model, shape, repeats=repeats, num_threads=threads).median_s)
+    return [statistics.median(t) for t in times]
+
+
+def measure_run(run: RunFolder, base_macs: int | None, shape: tuple[int, ...], args: argparse.Namespace) -> dict:
+    model = load_model(str(SOURCE), str(run.model))
+    complexity = measure_complexity(model, shape)
+    deploy_shape = (1, shape[1], *DEPLOY_SIZE)
+    row: dict[str, Any] = {"params": complexity.params, "macs": complexity.macs,
+                           "checkpoint_mb": os.path.getsize(run.model) / 2**20}
+    models = [model]
+    if base_macs is not None and complexity.macs < base_macs:
+        dense, _ = dense_equivalent(SOURCE, measure_complexity(model, deploy_shape).macs, deploy_shape)
+        models.append(dense)
+    latency_train = alternating_latency([model], shape, args.rounds, args.repeats, args.threads)[0]
+    latency_deploy = alternating_latency(models, deploy_shape, args.rounds, args.repeats, args.threads)
+    row.update(latency_s=latency_train, latency_352_s=latency_deploy[0], runtime="pytorch-eager",
+               fps_352=1.0 / latency_deploy[0])
+    if len(latency_deploy) == 2:
+        row["pruned_over_dense_352"] = latency_deploy[0] / latency_deploy[1]
+    return row
+
+
+def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]], plans: dict[str, Plan],
+              centres: dict[str, str], resamples: int) -> dict[str, dict]:
+    """Per method: means over seeds, the paired Dice difference against the reference with its interval, centres."""
+    summary: dict[str, dict] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        seeds = [r["seed"] for r in mine]
+        reference = plans[method].reference
+        entry: dict[str, Any] = {
+            "peer": plans[method].peer, "reference": reference, "seeds": seeds,
+            "macs_removed": float(np.mean([r["macs_removed"] for r in mine])),
+            "test_dice": float(np.mean([r["test_dice"] for r in mine])),
+            "test_dice_per_centre": {c: float(np.mean([group_means(scores[(s, method)], centres)[c] for s in seeds]))
+                                     for c in sorted(set(centres.values()))},
+            "fps_352": float(np.mean([r["fps_352"] for r in mine])),
+        }
+        ratios = [r["pruned_over_dense_352"] for r in mine if "pruned_over_dense_352" in r]
+        if ratios:
+            entry["pruned_over_dense_352"] = float(np.mean(ratios))
+        paired = [s for s in seeds if (s, reference) in scores]
+        if method != reference and paired:
+            diffs = np.stack([paired_differences(scores[(s, method)], scores[(s, reference)])[1] for s in paired])
+            interval = crossed_bootstrap(diffs, resamples=resamples)
+            entry["dice_vs_reference"] = {"mean": interval.mean, "low": interval.low, "high": interval.high,
+                                          "confidence": interval.confidence, "seeds": interval.seeds,
+                                          "frames": interval.cases, "measurable": interval.excludes_zero()}
+        summary[method] = entry
+    return summary
+
+
+def markdown(result: dict) -> str:
+    lines = [f"PolypGen test frames: {result['test_frames']}, resolution {result['resolution'][0]}x"
+             f"{result['resolution'][1]}; Dice vs reference: mean paired per-frame difference against the same-seed "
+             "reference, 95% bootstrap interval over seeds and frames.", "",
+             "| method | reference | seeds | MACs removed | test Dice | Dice vs reference [95% CI] | pruned / dense "
+             "(352) | frames/s (352) |", "|---|---|---|---|---|---|---|---|"]
+    for method, s in result["summary"].items():
+        versus = s.get("dice_vs_reference")
+        cell = f"{versus['mean']:+.4f} [{versus['low']:+.4f}, {versus['high']:+.4f}]" if versus else "(reference)"
+        ratio = f"{s['pruned_over_dense_352']:.2f}" if "pruned_over_dense_352" in s else ""
+        name = method + (" (peer)" if s["peer"] else "")
+        lines.append(f"| {name} | {s['reference']} | {len(s['seeds'])} | {s['macs_removed']:.1%} | "
+                     f"{s['test_dice']:.4f} | {cell} | {ratio} | {s['fps_352']:.1f} |")
+    centres = sorted({c for s in result["summary"].values() for c in s["test_dice_per_centre"]})
+    lines += ["", "| method | " + " | ".join(centres) + " |", "|---|" + "---|" * len(centres)]
+    for method, s in result["summary"].items():
+        lines.append(f"| {method} | " + " | ".join(f"{s['test_dice_per_centre'][c]:.3f}" for c in centres) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method in result["summary"]:
+        mine = [r for r in result["runs"] if r["method"] == method]
+        points = left.scatter([r["macs_removed"] for r in mine], [r["test_dice"] for r in mine], label=method)
+        versus = result["summary"][method].get("dice_vs_reference")
+        if versus:
+            x = result["summary"][method]["macs_removed"]
+            right.errorbar([x], [versus["mean"]], yerr=[[versus["mean"] - versus["low"]], [versus["high"] - versus["mean"]]],
+                           fmt="o", capsize=4, color=points.get_facecolor()[0], label=method)
+    left.set(xlabel="MACs removed", ylabel="test Dice (one point per seed)", title="PolypGen test frames")
+    right.axhline(0.0, color="grey", lw=0.8)
+    right.axhline(-0.01, color="grey", lw=0.8, ls="--")
+    right.set(xlabel="MACs removed (mean over seeds)", ylabel="Dice vs same-seed reference",
+              title="paired difference, 95% interval")
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split: dict, args: argparse.Namespace) -> dict:
+    """Measure every finished run and compare each with its same-seed reference."""
+    warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
+    roi = tuple(training_setting("roi_size", args.all_set))
+    shape = (1, 3, *roi)
+    centres = {item["case"]: item["centre"] for item in split["test"]}
+    scores: dict[tuple[int, str], dict[str, float]] = {}
+    rows: list[dict] = []
+    base_macs: dict[int, int] = {}
+    for (seed, method), run in sorted(runs.items(), key=lambda kv: (kv[0][0], list(plans).index(kv[0][1]))):
+        if not run.done:
+            print(f"not finished, left out: seed {seed} {method}")
+            continue
+        scores[(seed, method)] = read_case_scores(run.cases())
+        row = {"method": method, "peer": plans[method].peer, "seed": seed,
+               **measure_run(run, base_macs.get(seed), shape, args)}
+        if method == "baseline":
+            base_macs[seed] = row["macs"]
+        row["macs_removed"] = 1.0 - row["macs"] / base_macs[seed] if seed in base_macs else None
+        row["test_dice"] = float(np.mean(list(scores[(seed, method)].values())))
+        reference = plans[method].reference
+        if method != reference and (seed, reference) in scores:
+            row["dice_vs_reference"] = float(paired_differences(scores[(seed, method)], scores[(seed, reference)])[1].mean())
+        rows.append(row)
+        print(f"measured seed {seed} {method}: Dice {row['test_dice']:.4f}, MACs {row['macs'] / 1e6:.1f} M", flush=True)
+    result = {"test_frames": len(split["test"]), "resolution": list(roi), "deploy_resolution": list(DEPLOY_SIZE),
+              "threads": args.threads, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+              "empty_frames": "Dice 1 when nothing is predicted, 0 for any predicted polyp (ignore_empty=false)",
+              "runs": rows, "summary": summarise(rows, scores, plans, centres, args.resamples)}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the PolypGen folder (data_C1 .. data_C6)")
+    parser.add_argument("--work", required=True, help="folder for the runs and the results (resumable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=None, help="default: every method (and what it needs)")
+    parser.add_argument("--epochs", type=int, default=100, help="baseline / Sauron training epochs")
+    parser.add_argument("--finetune_epochs", type=int, default=100, help="epochs of runs that start from the baseline")
+    parser.add_argument("--val_fraction", type=float, default=0.2)
+    parser.add_argument("--test_fraction", type=float, default=0.2)
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at the same time")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads in all (training and latency)")
+    parser.add_argument("--set", dest="all_set", action="append", default=[], metavar="ID=VALUE",
+                        help="config override for every run (repeatable), e.g. --set roi_size=[160,160]")
+    parser.add_argument("--method_set", action="append", default=[], metavar="METHOD:ID=VALUE",
+                        help="config override for one method's runs (repeatable), e.g. "
+                             "--method_set sauron:sauron#target_macs_reduction=0.9")
+    parser.add_argument("--report", action="store_true", help="train nothing; measure and compare finished runs")
+    parser.add_argument("--docs", action="store_true", help="with --report: also write the results into the "
+                                                            "bundle's docs/ (benchmark_polypgen.json/.md/.png)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating latency rounds")
+    parser.add_argument("--repeats", type=int, default=10, help="timed passes per latency round")
+    parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    args = parser.parse_args()
+
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data).resolve()
+    plans = method_plans(args.epochs, args.finetune_epochs)
+    methods = with_dependencies(args.methods or list(plans), plans)
+    split = fixed_split(data, work, args.val_fraction, args.test_fraction)
+    split_file = Path(split["info"]["split_file"])
+    for item in args.method_set:
+        method, _, override = item.partition(":")
+        if method not in plans or "=" not in override:
+            raise SystemExit(f"--method_set {item!r}: expected METHOD:ID=VALUE with METHOD one of {', '.join(plans)}")
+        plan = plans[method]
+        plans[method] = replace(plan, overrides=plan.overrides + tuple(cli_overrides([override])))
+    runs = {(seed, m): RunFolder(work, plans[m], seed) for seed in args.seeds for m in methods}
+    if not args.report:
+        failed = run_all(runs, data, split_file, cli_overrides(args.all_set), args.jobs, args.threads)
+        if failed:
+            raise SystemExit(f"failed runs: {', '.join(failed)}")
+        print("every run finished; measure and compare with --report")
+        return
+    result = report(runs, plans, split, args)
+    outputs = [work] + ([SOURCE / "docs"] if args.docs else [])
+    for folder in outputs:
+        (folder / "benchmark_polypgen.json").write_text(json.dumps(result, indent=2) + "\n")
+        (folder / "benchmark_polypgen.md").write_text(markdown(result))
+        plot(result, folder / "benchmark_polypgen.png")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

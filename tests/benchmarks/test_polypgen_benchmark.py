@@ -1,0 +1,109 @@
+"""The PolypGen benchmark driver: which runs it plans, in which order it starts them, how it resumes, what it reports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "polypgen_benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("polypgen_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["polypgen_benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_run_comes_after_the_runs_it_needs_and_its_reference(bench):
+    plans = bench.method_plans(epochs=100, finetune_epochs=60)
+    order = list(plans)
+    for name, plan in plans.items():
+        for needed in plan.needs + (plan.reference,):
+            assert order.index(needed) <= order.index(name), (name, needed)
+    assert plans["scratch_taylorfo"].epochs == 160 and plans["scratch_sauron"].epochs == 100
+    assert plans["taylorfo"].reference == "baseline_long" and plans["sauron"].reference == "baseline"
+    assert {name for name, plan in plans.items() if plan.peer} == {"tp_taylor", "tp_l1"}
+
+
+def test_asking_for_one_method_brings_the_runs_it_needs(bench):
+    plans = bench.method_plans(10, 10)
+    assert bench.with_dependencies(["tp_l1"], plans) == ["baseline", "baseline_long", "taylorfo", "tp_l1"]
+    assert bench.with_dependencies(["scratch_sauron"], plans) == ["baseline", "sauron", "scratch_sauron"]
+    with pytest.raises(SystemExit, match="unknown method 'magic'"):
+        bench.with_dependencies(["magic"], plans)
+
+
+def test_controls_and_peers_take_their_architecture_and_macs_from_the_run_they_match(bench, tmp_path):
+    plans = bench.method_plans(4, 3)
+    runs = {name: bench.RunFolder(tmp_path, plans[name], 1) for name in plans}
+    pruning = runs["taylorfo"].root / "runs" / "pruning"
+    pruning.mkdir(parents=True)
+    rows = [{"phase": "pruning", "macs": 900}, {"phase": "pruning", "macs": 500}, {"phase": "finetune", "macs": 500}]
+    (pruning / "pruning_history.json").write_text(json.dumps(rows))
+    peer = runs["tp_l1"].overrides(runs, tmp_path / "data", ["--x", "1"])
+    assert peer[peer.index("--peer#target_macs") + 1] == "500" and peer[peer.index("--peer#steps") + 1] == "2"
+    assert peer[peer.index("--num_epochs") + 1] == "3" and peer[peer.index("--seed") + 1] == "1"
+    assert peer[-2:] == ["--x", "1"]
+    scratch = runs["scratch_taylorfo"].overrides(runs, tmp_path / "data", [])
+    assert scratch[scratch.index("--architecture_checkpoint") + 1] == str(runs["taylorfo"].model)
+    assert scratch[scratch.index("--num_epochs") + 1] == "7"
+
+
+def test_runs_start_once_their_inputs_are_done_finished_runs_are_skipped_and_failures_propagate(bench, tmp_path,
+                                                                                               monkeypatch):
+    plans = bench.method_plans(2, 2)
+    methods = bench.with_dependencies(["taylorfo", "sauron", "scratch_sauron"], plans)
+    runs = {(0, m): bench.RunFolder(tmp_path, plans[m], 0) for m in methods}
+    started: list[str] = []
+
+    def fake_prepare(self, split_file, by_method):
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def fake_train(run, by_method, data, extra, threads):
+        assert all(by_method[name].done for name in run.plan.needs)
+        started.append(run.plan.method)
+        if run.plan.method == "sauron":
+            raise RuntimeError("diverged")
+        (run.root / "done.json").write_text("{}")
+
+    monkeypatch.setattr(bench.RunFolder, "prepare", fake_prepare)
+    monkeypatch.setattr(bench, "train_and_evaluate", fake_train)
+    runs[(0, "baseline")].root.mkdir(parents=True)
+    (runs[(0, "baseline")].root / "done.json").write_text("{}")  # finished in an earlier session
+    failed = bench.run_all(runs, tmp_path, tmp_path / "split.json", [], jobs=2, threads=2)
+    assert "baseline" not in started
+    assert set(started) == {"baseline_long", "sauron", "taylorfo"}
+    assert sorted(failed) == ["seed0/sauron", "seed0/scratch_sauron (needs a failed run)"]
+
+
+def _scores(rng, offset: float) -> dict[str, float]:
+    return {f"f{i}": float(np.clip(0.7 + offset + rng.normal(0, 0.1), 0, 1)) for i in range(40)}
+
+
+def test_summary_pairs_each_method_with_its_same_seed_reference_over_seeds_and_frames(bench):
+    plans = bench.method_plans(2, 2)
+    rng = np.random.default_rng(0)
+    scores, rows = {}, []
+    for seed in (0, 1, 2):
+        scores[(seed, "baseline")] = _scores(rng, 0.0)
+        scores[(seed, "sauron")] = {k: v - 0.05 for k, v in scores[(seed, "baseline")].items()}
+        for method, removed in (("baseline", 0.0), ("sauron", 0.9)):
+            rows.append({"method": method, "seed": seed, "macs_removed": removed, "fps_352": 10.0,
+                         "test_dice": float(np.mean(list(scores[(seed, method)].values())))})
+    centres = {f"f{i}": "C1" if i < 20 else "C2" for i in range(40)}
+    summary = bench.summarise(rows, scores, plans, centres, resamples=300)
+    versus = summary["sauron"]["dice_vs_reference"]
+    assert versus["mean"] == pytest.approx(-0.05) and versus["seeds"] == 3 and versus["frames"] == 40
+    assert versus["low"] == pytest.approx(-0.05) and versus["high"] == pytest.approx(-0.05) and versus["measurable"]
+    assert "dice_vs_reference" not in summary["baseline"]
+    assert set(summary["sauron"]["test_dice_per_centre"]) == {"C1", "C2"}
+    table = bench.markdown({"test_frames": 40, "resolution": [128, 128], "summary": summary})
+    assert "| sauron | baseline | 3 | 90.0% |" in table and "-0.0500 [-0.0500, -0.0500]" in table
