@@ -48,6 +48,21 @@ class AtomicCheckpointSaver(CheckpointSaver):
             if checkpoint is not None:
                 checkpoint.save_handler._atomic = True
 
+    def state_dict(self) -> dict:
+        """
+        The key-metric saver's record of its best checkpoint (score and file name, plain data), for the resume
+        checkpoint: restored by ``load_state_dict`` (MONAI's), a resumed run replaces ``model_best.pt`` only with a
+        better epoch. Without it, the first validation after a resume overwrote the best model of the run so far
+        with whatever it scored.
+
+        Raises:
+            ValueError: the saver does not save by key metric (it has nothing to resume).
+        """
+        if self._key_metric_checkpoint is None:
+            raise ValueError("AtomicCheckpointSaver.state_dict: only a key-metric saver (save_key_metric=True) "
+                             "has a best-checkpoint record to resume.")
+        return dict(self._key_metric_checkpoint.state_dict())
+
     def attach(self, engine: Engine) -> None:
         """Attach MONAI's saving handlers, and adopt earlier interval checkpoints when the trainer starts."""
         super().attach(engine)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
 import torch
-from monai.engines import SupervisedTrainer
+from ignite.engine import Events
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import CheckpointLoader
 from torch import nn
 
@@ -54,3 +56,40 @@ def test_a_fresh_run_adopts_nothing(tmp_path):
     (tmp_path / "checkpoint_epoch=7.pt").write_bytes(b"")
     _run(tmp_path, epochs=2)
     assert _files(tmp_path) == ["checkpoint_epoch=2.pt", "checkpoint_epoch=7.pt"]
+
+
+def _validate_once(save_dir, score: float, state: dict | None = None) -> AtomicCheckpointSaver:
+    """One evaluation reporting ``score`` as its key metric, with a best-model saver (restored from ``state``)."""
+    net = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(score)
+    evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=[], network=net,
+                                    key_val_metric=None)
+    saver = AtomicCheckpointSaver(save_dir=str(save_dir), save_dict={"model": net}, save_key_metric=True,
+                                  key_metric_name="dice", key_metric_filename="model_best.pt")
+    saver.attach(evaluator)
+    if state is not None:
+        saver.load_state_dict(torch.load(state, weights_only=True))
+    evaluator.state.metrics = {"dice": score}
+    evaluator.state.key_metric_name = "dice"
+    evaluator._fire_event(Events.EPOCH_COMPLETED)
+    return saver
+
+
+def _best_weight(save_dir) -> float:
+    return torch.load(save_dir / "model_best.pt", weights_only=True)["weight"].flatten()[0].item()
+
+
+def test_a_resumed_run_replaces_the_best_model_only_with_a_better_score(tmp_path):
+    saver = _validate_once(tmp_path, 0.8)
+    torch.save(saver.state_dict(), tmp_path / "resume_state.pt")  # what the resume checkpoint holds
+    _validate_once(tmp_path, 0.5, state=tmp_path / "resume_state.pt")
+    assert _best_weight(tmp_path) == pytest.approx(0.8)
+    _validate_once(tmp_path, 0.9, state=tmp_path / "resume_state.pt")
+    assert _best_weight(tmp_path) == pytest.approx(0.9)
+
+
+def test_only_a_key_metric_saver_has_state_to_resume(tmp_path):
+    trainer, objects = _trainer(1)
+    with pytest.raises(ValueError, match="only a key-metric saver"):
+        AtomicCheckpointSaver(save_dir=str(tmp_path), save_dict=objects, save_interval=1).state_dict()
