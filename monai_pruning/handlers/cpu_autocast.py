@@ -28,16 +28,19 @@ class CpuAutocast:
 
     On CPUs with bfloat16 units (``avx512_bf16``, AMX) the convolutions of a training iteration take about half the
     time; elsewhere autocast still works but gains little. MONAI's ``SupervisedTrainer`` / ``SupervisedEvaluator``
-    with ``amp=True`` autocast on CUDA only, hence this handler. Attach it to the trainer and to the evaluator alike,
-    so a network is validated in the precision it was trained in; with ``enabled=False`` it attaches nothing (one
-    config switch for every engine). Scoring passes that run outside iterations (TaylorFO's, at epoch end) stay in
-    float32. The autocast context opens at ``ITERATION_STARTED`` and closes at the engine's ``FORWARD_COMPLETED``;
-    parameters and optimizer state stay float32.
+    with ``amp=True`` autocast on CUDA only, hence this handler. The bundles attach it to the trainer only
+    (``--cpu_bfloat16 true``), so validation and evaluation measure the network in float32, as it is deployed; with
+    ``enabled=False`` it attaches nothing. Scoring passes that run outside iterations (TaylorFO's, at epoch end) stay
+    in float32, and Sauron computes its regulariser in float32 on the bfloat16 maps. The autocast context opens at
+    ``ITERATION_STARTED`` and closes at the engine's ``FORWARD_COMPLETED``; parameters and optimizer state stay
+    float32.
 
     Example (a bundle's ``train.json``)::
 
-        "cpu_autocast": {"_target_": "monai_pruning.handlers.CpuAutocast", "enabled": "@cpu_bfloat16"},
-        "run": ["$@cpu_autocast.attach(@train#trainer)", "$@cpu_autocast.attach(@validate#evaluator)", ...]
+        "train#handlers#cpu_autocast": {
+            "_target_": "monai_pruning.handlers.CpuAutocast",
+            "enabled": "$monai_pruning.config_values.read_flag(@cpu_bfloat16, 'cpu_bfloat16')"
+        }
 
     Args:
         dtype: ``"bfloat16"`` (default; float32's range, so no loss scaling is needed) or ``"float16"``.
