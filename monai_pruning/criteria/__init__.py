@@ -20,6 +20,7 @@ from .sauron import (
     mean_layer_distance,
     most_redundant_within_cost,
 )
+from .sauron_compiled import CompiledSauronTerms
 from .taylor import (
     REDUCTION_MODES,
     PerSampleLoss,
@@ -36,6 +37,7 @@ from .taylor import (
 __all__ = [
     "cost_normalize",
     "macs_per_channel",
+    "CompiledSauronTerms",
     "DeltaPruneAccumulator",
     "ThresholdSchedule",
     "channels_to_cut",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -428,6 +428,8 @@ class DeltaPruneAccumulator:
 
     Args:
         generator: the random generator the reference channel is drawn from.
+        scorer: the delta_prune function, called as ``scorer(features, reference, pooled=pooled)``; None:
+            :func:`delta_prune` (a compiled one: ``CompiledSauronTerms().delta_prune``).
 
     Example::
 
@@ -438,12 +440,15 @@ class DeltaPruneAccumulator:
         acc.reset()
     """
 
-    def __init__(self, generator: torch.Generator) -> None:
+    def __init__(self, generator: torch.Generator, scorer: Callable[..., torch.Tensor] | None = None) -> None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"DeltaPruneAccumulator: `generator` must be a torch.Generator, got {type(generator).__name__}."
             )
+        if scorer is not None and not callable(scorer):
+            raise TypeError(f"DeltaPruneAccumulator: `scorer` must be callable or None, got {type(scorer).__name__}.")
         self.generator = generator
+        self.scorer = scorer if scorer is not None else delta_prune
         self.reset()
 
     def reset(self) -> None:
@@ -476,7 +481,7 @@ class DeltaPruneAccumulator:
                 f"DeltaPruneAccumulator.update: got {channels} channels but this window started with "
                 f"{self._channels}; call reset() after cutting the layer."
             )
-        batch_scores = delta_prune(features, self._reference, pooled=pooled) * features.shape[0]
+        batch_scores = self.scorer(features, self._reference, pooled=pooled) * features.shape[0]
         if self._score_sum is None:
             self._score_sum = batch_scores
         else:

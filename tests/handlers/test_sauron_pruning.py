@@ -340,8 +340,25 @@ def test_final_pruned_checkpoint_reloads_into_a_fresh_network_with_weights_only(
         ({"target_macs_reduction": 1.0}, "`target_macs_reduction` must be a fraction in \\(0, 1\\)"),
         ({"warmup_epochs": -1}, "`warmup_epochs` must be an int >= 0"),
         ({"warmup_epochs": 1.5}, "`warmup_epochs` must be an int >= 0"),
+        ({"compile": 1}, "`compile` must be a bool or a backend name"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
     with pytest.raises(PruningHandlerError, match=message):
         SauronPruning(**kwargs)
+
+
+def test_compiled_regulariser_and_scoring_prune_like_eager():
+    rows = {}
+    for compile in (False, "aot_eager"):
+        handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=2, example_shape=SHAPE_2D, plot=False,
+                                compile=compile)
+        _trainer(_unet(), handler, epochs=2).run()
+        rows[compile] = handler.history.rows
+    assert handler.compiled_terms is not None and handler.compiled_terms.compiled
+    eager, compiled = rows[False], rows["aot_eager"]
+    assert [row["widths"] for row in compiled] == [row["widths"] for row in eager]
+    assert rows[False][0]["removed_now"] > 0
+    for got, expected in zip(compiled, eager):
+        assert got["penalty"] == pytest.approx(expected["penalty"], rel=1e-4)
+        assert got["seg_loss"] == pytest.approx(expected["seg_loss"], rel=1e-4)
