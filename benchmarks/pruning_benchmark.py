@@ -17,6 +17,11 @@ latency of its architecture with every prunable group at ``--floor_channels`` (w
 Sauron also: the time of a training iteration with and without its regulariser and scoring at equal (full) width,
 and its first vs last epoch times.  Ratios are against the baseline.  Writes ``results.json`` and ``results.md`` to
 ``--work``.
+
+Deployment runtimes: every model's CPU latency at batch 1 with ``--threads`` threads in eager PyTorch, TorchScript,
+ONNX Runtime and OpenVINO (those installed: ``pip install -e ".[deploy]"``), at the training size and at every
+``--runtime_size`` (default 352x352 for a 2D bundle, the polyp frames of the TaylorFO paper), with frames per second
+and the speed-up over the baseline in the same runtime, in a table of its own.
 """
 
 from __future__ import annotations
@@ -45,7 +50,13 @@ sys.path.insert(0, str(REPO))
 
 from monai_pruning.engine import ChannelPruner, load_pruned_network  # noqa: E402
 from monai_pruning.handlers import SauronPruning  # noqa: E402
-from monai_pruning.measure import measure_complexity, measure_latency, peak_inference_memory_mb  # noqa: E402
+from monai_pruning.measure import (  # noqa: E402
+    RUNTIME_LATENCY,
+    available_runtimes,
+    measure_complexity,
+    measure_latency,
+    peak_inference_memory_mb,
+)
 
 
 # Torch-Pruning peers: importance and ranking (see benchmarks/torch_pruning_peer.py for why L1 ranks per layer)
@@ -153,7 +164,8 @@ class IterationClock:
         self.epoch_means.append(statistics.mean(self._spans))
 
 
-def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, threads: int) -> dict[str, float]:
+def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, threads: int,
+                              compile: bool = False) -> dict[str, float]:
     """
     Seconds per training iteration of the dense baseline network, with and without Sauron's regulariser and its
     delta_prune scoring on every batch, at equal (full) width: the thresholds are held at 0 so nothing is cut.
@@ -162,7 +174,8 @@ def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, thread
     they alternate for ``rounds`` epochs of ``iterations`` iterations (after one untimed warm-up epoch), on batches
     of the training batch size (``batch_size`` x ``num_samples`` crops, at ``example_shape``), and the medians of
     the per-epoch mean iteration times (:class:`IterationClock`) are reported, so slow drifts of the machine's load
-    affect both alike.
+    affect both alike. With ``compile``, Sauron's terms run through ``torch.compile`` (inductor); the compilation
+    falls in the untimed warm-up epoch, and ``warmup_extra_s`` (its Sauron epoch less the plain one) reports it.
     """
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "train.json"))
@@ -179,7 +192,8 @@ def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, thread
 
     def trainer(with_sauron: bool) -> SupervisedTrainer:
         network = copy.deepcopy(base_network).train()
-        handlers = [SauronPruning(tau_start=0.0, tau_max=0.0, example_shape=shape, plot=False)] if with_sauron else []
+        handlers = [SauronPruning(tau_start=0.0, tau_max=0.0, example_shape=shape, plot=False, compile=compile)
+                    ] if with_sauron else []
         engine = SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=data, network=network,
                                    optimizer=torch.optim.AdamW(network.parameters(), lr=1e-4),
                                    loss_function=parser.get_parsed_content("loss"), train_handlers=handlers)
@@ -189,8 +203,11 @@ def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, thread
     clocks = {False: IterationClock(), True: IterationClock()}
     try:
         engines = {flag: trainer(flag) for flag in (False, True)}
+        warmup_s = {}
         for flag, engine in engines.items():
-            engine.run()  # warm-up epoch, not timed
+            start = time.perf_counter()
+            engine.run()  # warm-up epoch, not timed (with compile: the compilation happens here)
+            warmup_s[flag] = time.perf_counter() - start
             clocks[flag].attach(engine)
         for _ in range(rounds):
             for engine in engines.values():
@@ -199,7 +216,57 @@ def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, thread
     finally:
         torch.set_num_threads(previous_threads)
     plain, sauron = (statistics.median(clocks[flag].epoch_means) for flag in (False, True))
-    return {"plain_iteration_s": plain, "sauron_iteration_s": sauron, "overhead": sauron / plain - 1.0}
+    return {"plain_iteration_s": plain, "sauron_iteration_s": sauron, "overhead": sauron / plain - 1.0,
+            "compiled": compile, "warmup_extra_s": warmup_s[True] - warmup_s[False]}
+
+
+def size_label(shape: tuple[int, ...]) -> str:
+    """``(1, 3, 352, 352)`` -> ``"352x352"``: the spatial size a runtime latency was taken at."""
+    return "x".join(str(v) for v in shape[2:])
+
+
+def runtime_latencies(model: torch.nn.Module, shapes: list[tuple[int, ...]], runtimes: list[str], repeats: int,
+                      threads: int) -> dict[str, dict[str, dict[str, float]]]:
+    """``{runtime: {size: {"latency_s", "fps"}}}`` of ``model`` at every shape (batch 1), one runtime after another."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for runtime in runtimes:
+        for shape in shapes:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                timed = RUNTIME_LATENCY[runtime](model, shape, repeats=repeats, num_threads=threads)
+            table.setdefault(runtime, {})[size_label(shape)] = {"latency_s": timed.latency.median_s,
+                                                                "fps": timed.frames_per_second}
+    return table
+
+
+RUNTIME_LABELS = {"eager": "PyTorch eager", "torchscript": "TorchScript", "onnxruntime": "ONNX Runtime",
+                  "openvino": "OpenVINO"}
+
+
+def runtime_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """
+    Per model, runtime and size: median CPU latency, frames per second and speed-up over the baseline in the same
+    runtime at the same size (a pruned model that keeps its speed-up in every runtime shows the same ratio in each).
+    """
+    base = results["baseline"].get("runtimes", {})
+    columns = [(runtime, size) for runtime, sizes in base.items() for size in sizes]
+    if not columns:
+        return []
+    lines = ["| model | " + " | ".join(f"{RUNTIME_LABELS.get(r, r)} {size}" for r, size in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for method, r in results.items():
+        cells = []
+        for runtime, size in columns:
+            timed = r.get("runtimes", {}).get(runtime, {}).get(size)
+            if timed is None:
+                cells.append("")
+                continue
+            cell = f"{timed['latency_s'] * 1e3:.1f} ms, {timed['fps']:.1f} fps"
+            if method != "baseline":
+                cell += f" ({base[runtime][size]['latency_s'] / timed['latency_s']:.2f}x)"
+            cells.append(cell)
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def history_rows(root: Path) -> list[dict[str, Any]]:
@@ -283,8 +350,15 @@ def main() -> None:
     parser.add_argument("--floor_channels", type=int, default=2,
                         help="width of every prunable group in the narrowest network timed as the latency bound "
                              "(default 2, the handlers' min_channels)")
+    parser.add_argument("--runtimes", nargs="+", default=None, choices=sorted(RUNTIME_LATENCY),
+                        help="deployment runtimes to time every model in (default: all installed)")
+    parser.add_argument("--runtime_size", action="append", default=None, metavar="HxW[xD]",
+                        help="a size besides the training size to time the runtimes at (repeatable; default "
+                             "352x352 for a 2D bundle, none for 3D)")
     parser.add_argument("--overhead_iterations", type=int, default=6, help="iterations per timed overhead round")
     parser.add_argument("--overhead_rounds", type=int, default=5)
+    parser.add_argument("--compile", action="store_true",
+                        help="with --overhead_only: Sauron's regulariser and scoring through torch.compile")
     parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
     parser.add_argument("--overhead_only", action="store_true",
                         help="only time Sauron's regulariser and scoring per training iteration (no training); "
@@ -299,10 +373,13 @@ def main() -> None:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.overhead_only:
-        cost = sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
+        cost = sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads,
+                                         compile=args.compile)
         (work / "overhead.json").write_text(json.dumps(cost, indent=2))
-        print(f"{args.bundle}: training iteration without / with the regulariser and scoring, full width: "
-              f"{cost['plain_iteration_s']:.3f} s / {cost['sauron_iteration_s']:.3f} s ({cost['overhead']:+.0%})")
+        print(f"{args.bundle}: training iteration without / with the regulariser and scoring, full width"
+              f"{', compiled' if args.compile else ''}: {cost['plain_iteration_s']:.3f} s / "
+              f"{cost['sauron_iteration_s']:.3f} s ({cost['overhead']:+.0%}); warm-up epoch with Sauron "
+              f"{cost['warmup_extra_s']:+.1f} s (compilation, if any)")
         return
     common = ["--num_epochs", str(args.epochs)] if args.epochs else []
     finetune = ["--num_epochs", str(args.finetune_epochs)] if args.finetune_epochs else []
@@ -357,6 +434,9 @@ def main() -> None:
     meta.read_config(str(source / "configs" / "inference.json"))
     in_channels = meta.get_parsed_content("network_def#in_channels")
     shape = (1, in_channels, *meta.get_parsed_content("roi_size"))
+    sizes = args.runtime_size if args.runtime_size is not None else (["352x352"] if len(shape) == 4 else [])
+    runtime_shapes = [shape] + [(1, in_channels, *(int(v) for v in size.split("x"))) for size in sizes]
+    runtimes = args.runtimes or available_runtimes()
     for method, root in roots.items():
         per_class = class_dice(root / "eval" / "case_metrics.csv")
         results[method].update(dice=mean_dice(per_class), class_dice=per_class)
@@ -371,6 +451,7 @@ def main() -> None:
         memory = peak_inference_memory_mb(str(scripted), shape, num_threads=args.threads)
         results[method].update(params=complexity.params, macs=complexity.macs, latency_s=latency.median_s,
                                checkpoint_mb=os.path.getsize(checkpoint) / 2**20, peak_memory_mb=memory)
+        results[method]["runtimes"] = runtime_latencies(model, runtime_shapes, runtimes, args.repeats, args.threads)
         if method == "baseline":
             narrowest = narrowest_network(source, args.floor_channels, shape)
             results[method].update(
@@ -397,6 +478,10 @@ def main() -> None:
               "'baseline') and run again with --methods baseline ... --measure_only")
         return
     lines = markdown_tables(results)
+    deploy = runtime_table(results)
+    if deploy:
+        lines += ["", f"CPU latency per runtime, batch 1, {args.threads} threads (speed-up over the baseline in the "
+                  "same runtime):", "", *deploy]
     (work / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
