@@ -239,11 +239,15 @@ class SauronPruning(PruningHandlerBase):
         (see :func:`~monai_pruning.criteria.delta_opt_and_pooled`).
         """
         terms = self.compiled_terms.delta_opt_and_pooled if self.compiled_terms is not None else delta_opt_and_pooled
-        if self.lam > 0 and torch.is_grad_enabled():
-            self._layer_terms[group] = terms(features, channels=channels)
-        else:
-            with torch.no_grad():
-                self._layer_terms[group] = terms(features.detach(), channels=channels)
+        # in float32 even inside a mixed-precision forward pass (CpuAutocast, amp): the distances are compared with
+        # thresholds of 0.001 and up, finer than bfloat16 resolves; a no-op for float32 maps
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            if self.lam > 0 and torch.is_grad_enabled():
+                self._layer_terms[group] = terms(features, channels=channels)
+            else:
+                with torch.no_grad():
+                    self._layer_terms[group] = terms(features.detach(), channels=channels)
 
     def _scoring_batch(self, engine: Engine) -> bool:
         """Whether this iteration is one of the last ``score_batches`` of the epoch (the closest to the cut)."""

@@ -84,3 +84,25 @@ def test_bad_settings_are_refused_in_one_line():
         CpuAutocast(dtype="int8")
     with pytest.raises(ValueError, match="enabled must be true or false"):
         CpuAutocast(enabled="yes")
+
+
+def test_sauron_regulariser_runs_in_float32_on_the_bfloat16_forward_pass(monkeypatch):
+    from monai.networks.nets import UNet
+
+    from monai_pruning.handlers import SauronPruning
+    from monai_pruning.handlers import sauron_pruning
+
+    seen: list[tuple[torch.dtype, bool]] = []
+    original = sauron_pruning.delta_opt_and_pooled
+
+    def spy(features, **kwargs):
+        seen.append((features.dtype, torch.is_autocast_cpu_enabled()))
+        return original(features, **kwargs)
+
+    monkeypatch.setattr(sauron_pruning, "delta_opt_and_pooled", spy)
+    torch.manual_seed(0)
+    network = UNet(2, 1, 2, channels=(4, 8), strides=(2,), num_res_units=0)
+    sauron = SauronPruning(example_shape=(2, 1, 8, 8), plot=False, compile=False)
+    trainer = _trainer(network, [sauron, CpuAutocast()])
+    trainer.run()
+    assert seen and all(entry == (torch.float32, False) for entry in seen)
