@@ -50,7 +50,7 @@ def test_trainer_forward_runs_in_bfloat16_while_prediction_parameters_and_gradie
     assert seen["pred"] == [torch.float32, torch.float32]
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in network.parameters())
     assert all(loss.dtype == torch.float32 and torch.isfinite(loss) for loss in seen["loss"])
-    assert not torch.is_autocast_cpu_enabled()  # nothing left open after the run
+    assert not torch.is_autocast_enabled('cpu')  # nothing left open after the run
 
 
 def test_disabled_handler_leaves_training_exactly_as_without_it():
@@ -96,7 +96,7 @@ def test_sauron_regulariser_runs_in_float32_on_the_bfloat16_forward_pass(monkeyp
     original = sauron_pruning.delta_opt_and_pooled
 
     def spy(features, **kwargs):
-        seen.append((features.dtype, torch.is_autocast_cpu_enabled()))
+        seen.append((features.dtype, torch.is_autocast_enabled('cpu')))
         return original(features, **kwargs)
 
     monkeypatch.setattr(sauron_pruning, "delta_opt_and_pooled", spy)
