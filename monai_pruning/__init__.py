@@ -7,7 +7,7 @@ them into PyTorch-Ignite engines; ``monai_pruning.data`` and ``monai_pruning.tra
 ``monai_pruning.distributed`` lets the handlers prune the same channels on every process of a ``torchrun`` job.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from monai_pruning.engine import ChannelPruner, PruningRecord, load_pruned_network  # noqa: E402
 
