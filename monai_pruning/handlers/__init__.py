@@ -1,10 +1,11 @@
-"""PyTorch-Ignite event handlers: the pruning methods, atomic checkpoints, per-case evaluation reports, the training
-data stream reseeded from (seed, epoch) at every epoch, and a DistributedDataParallel wrapper kept current after a
-pruned checkpoint is loaded."""
+"""PyTorch-Ignite event handlers: the pruning methods, atomic checkpoints, per-case evaluation reports, one progress
+line per epoch, the training data stream reseeded from (seed, epoch) at every epoch, and a DistributedDataParallel
+wrapper kept current after a pruned checkpoint is loaded."""
 
 from monai_pruning.handlers.atomic_checkpoint_saver import AtomicCheckpointSaver
 from monai_pruning.handlers.case_metrics_report import CaseMetricsReport
 from monai_pruning.handlers.cpu_autocast import CpuAutocast
+from monai_pruning.handlers.epoch_progress import EpochProgress
 from monai_pruning.handlers.epoch_seeded_data import EpochSeededData
 from monai_pruning.handlers.feature_map_comparison import networks_from_checkpoints, write_feature_map_comparison
 from monai_pruning.handlers.feature_map_export import FeatureMapExport
@@ -21,6 +22,7 @@ __all__ = [
     "AtomicCheckpointSaver",
     "CaseMetricsReport",
     "CpuAutocast",
+    "EpochProgress",
     "EpochSeededData",
     "FeatureMapExport",
     "FeatureTaps",
