@@ -1,0 +1,154 @@
+"""The comparison report: cells and tables shared with the benchmarks, measuring checkpoints, the summary files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from monai.networks.nets import UNet
+
+from monai_pruning.engine import ChannelPruner, PruningRecord
+from monai_pruning.measure import measure_complexity
+from monai_pruning.report.comparison import (
+    ModelSummary,
+    bundle_network,
+    comparison_table,
+    count_cell,
+    dice_cell,
+    interval_cell,
+    macs_cell,
+    main,
+    markdown_table,
+    measure_models,
+    megabytes_cell,
+    milliseconds_cell,
+    parse_overrides,
+    percent_cell,
+    read_test_dice,
+    text_table,
+    write_summary,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPE = (1, 1, 32, 32)
+
+
+def test_cells_give_the_value_and_its_ratio_to_the_reference_when_there_is_one():
+    assert count_cell(1000) == "1,000" and count_cell(250, 1000) == "250 (0.25x)"
+    assert macs_cell(400e6) == "400.0 M" and macs_cell(100e6, 400e6) == "100.0 M (0.25x)"
+    assert milliseconds_cell(0.008, 0.020) == "8.0 ms (0.40x)" and megabytes_cell(1.5, 3.0) == "1.50 MB (0.50x)"
+    assert dice_cell(0.79) == "0.7900" and dice_cell(0.79, 0.80) == "0.7900 (0.99x, -0.0100)"
+    several = dice_cell(0.79, 0.80, {"kidney": 0.9, "tumour": 0.68})
+    assert several == "0.7900 (0.99x, -0.0100; kidney 0.900, tumour 0.680)"
+    assert dice_cell(0.79, per_class={"polyp": 0.79}) == "0.7900"  # one class: nothing to add
+    assert interval_cell(0.01, -0.005, 0.02) == "+0.0100 [-0.0050, +0.0200]" and percent_cell(0.755) == "75.5%"
+
+
+def test_markdown_and_text_tables_hold_the_same_cells_and_refuse_a_row_of_the_wrong_length():
+    header, rows = ["model", "MACs"], [["baseline", "7.2 M"], ["a|b", "3.1 M (0.43x)"]]
+    assert markdown_table(header, rows) == ["| model | MACs |", "|---|---|", "| baseline | 7.2 M |",
+                                            "| a\\|b | 3.1 M (0.43x) |"]
+    # columns as wide as their widest cell, two spaces apart: first left-aligned, the others right-aligned
+    assert text_table(header, rows) == ["model" + " " * 14 + "MACs", "-" * 8 + "  " + "-" * 13,
+                                        "baseline" + " " * 10 + "7.2 M", "a|b" + " " * 7 + "3.1 M (0.43x)"]
+    with pytest.raises(ValueError, match="^markdown_table: row 0 has 1 cells, the header 2"):
+        markdown_table(header, [["only one"]])
+
+
+def test_test_dice_is_read_per_class_from_the_mean_row(tmp_path):
+    csv_path = tmp_path / "case_metrics.csv"
+    csv_path.write_text("case,test_mean_dice_kidney,test_mean_dice_tumour,test_hd95_kidney\n"
+                        "case_1,0.7,0.1,3.0\nmean,0.75,0.05,3.5\n")
+    assert read_test_dice(csv_path) == {"kidney": 0.75, "tumour": 0.05}
+    csv_path.write_text("case,test_mean_dice_polyp\ncase_1,0.7\n")
+    with pytest.raises(ValueError, match="no 'mean' row"):
+        read_test_dice(csv_path)
+    with pytest.raises(FileNotFoundError, match="no evaluation at"):
+        read_test_dice(tmp_path / "missing.csv")
+
+
+def _unet() -> UNet:
+    torch.manual_seed(0)
+    return UNet(2, 1, 2, (4, 8, 16), (2, 2), num_res_units=1)
+
+
+def _checkpoints(folder: Path) -> dict[str, Path]:
+    """An unpruned checkpoint and one with half of two groups' channels cut."""
+    paths = {}
+    for name, cut in (("baseline", False), ("pruned", True)):
+        network = _unet()
+        if cut:
+            pruner = ChannelPruner(network, (2, *SHAPE[1:]))
+            pruner.cut({group: list(range(pruner.widths()[group] // 2)) for group in list(pruner.prunable_groups)[:2]})
+        paths[name] = folder / f"{name}.pt"
+        torch.save({"pruning": PruningRecord(network).state_dict(), "model": network.state_dict()}, paths[name])
+    return paths
+
+
+def test_measured_models_carry_the_checkpoints_widths_costs_sizes_and_test_dice(tmp_path):
+    paths = _checkpoints(tmp_path)
+    (tmp_path / "baseline.csv").write_text("case,test_mean_dice_polyp\nmean,0.8\n")
+    (tmp_path / "pruned.csv").write_text("case,test_mean_dice_polyp\nmean,0.7\n")
+    models = measure_models(_unet, paths, SHAPE, {name: tmp_path / f"{name}.csv" for name in paths},
+                            rounds=1, repeats=1, num_threads=1)
+    baseline, pruned = models
+    assert [m.name for m in models] == ["baseline", "pruned"] and baseline.dice == 0.8 and pruned.dice == 0.7
+    assert baseline.macs == measure_complexity(_unet(), SHAPE).macs and pruned.macs < baseline.macs
+    assert pruned.params < baseline.params and pruned.checkpoint_mb < baseline.checkpoint_mb
+    assert pruned.checkpoint_mb == paths["pruned"].stat().st_size / 2**20 and pruned.latency_s > 0
+    assert list(pruned.channels) == list(baseline.channels)  # the same convolutions, in the same order
+    assert sum(pruned.channels.values()) < sum(baseline.channels.values())
+
+
+def _summary(name: str, params: int, macs: int, dice: float, latency_s: float, megabytes: float) -> ModelSummary:
+    return ModelSummary(name, f"{name}.pt", params, macs, latency_s, megabytes, dice, {"polyp": dice},
+                        {"conv0": 16 if name == "baseline" else 8, "conv1": 2})
+
+
+def test_comparison_rows_are_ratios_to_the_first_model_and_the_summary_files_hold_them(tmp_path):
+    models = [_summary("baseline", 1000, 400_000_000, 0.80, 0.020, 2.0),
+              _summary("TaylorFO", 250, 100_000_000, 0.79, 0.008, 0.5)]
+    header, rows = comparison_table(models)
+    assert header == ["model", "parameters", "MACs", "test Dice", "CPU latency", "checkpoint"]
+    assert rows[0] == ["baseline", "1,000", "400.0 M", "0.8000", "20.0 ms", "2.00 MB"]
+    assert rows[1] == ["TaylorFO", "250 (0.25x)", "100.0 M (0.25x)", "0.7900 (0.99x, -0.0100)", "8.0 ms (0.40x)",
+                       "0.50 MB (0.25x)"]
+    paths = write_summary(models, tmp_path / "report", "demo", notes=["Synthetic data."], measurement="How.")
+    page = paths["md"].read_text()
+    assert page.startswith("# demo\n\nSynthetic data.\n") and "\n".join(markdown_table(header, rows)) in page
+    assert "![" in page and paths["png"].stat().st_size > 0
+    assert [m["name"] for m in json.loads(paths["json"].read_text())["models"]] == ["baseline", "TaylorFO"]
+
+
+def test_overrides_are_id_value_pairs_read_as_python_literals_where_they_are_ones():
+    assert parse_overrides(["--roi_size", "[64,64]", "--dataset_dir", "/data/kvasir"]) == {
+        "roi_size": [64, 64], "dataset_dir": "/data/kvasir"}
+    with pytest.raises(ValueError, match="'--id value' pairs"):
+        parse_overrides(["--roi_size"])
+
+
+def test_the_command_line_measures_bundle_checkpoints_with_the_runs_overrides(tmp_path, capsys):
+    root = tmp_path / "bundle"
+    shutil.copytree(REPO / "bundles" / "polyp_endoscopy_segmentation" / "configs", root / "configs")
+    overrides = ["--roi_size", "[32,32]", "--network_def#filters", "[4,8,8,16,16]"]
+    network_def, shape = bundle_network(root, overrides=parse_overrides(overrides))
+    assert shape == (1, 3, 32, 32)
+    network = network_def()
+    (root / "models").mkdir()
+    torch.save({"pruning": PruningRecord(network).state_dict(), "model": network.state_dict()},
+               root / "models" / "model.pt")
+    (root / "eval").mkdir()
+    (root / "eval" / "case_metrics.csv").write_text("case,test_mean_dice_polyp\nmean,0.5\n")
+    arguments = ["--bundle_root", str(root), "--model", "baseline", "models/model.pt", "eval/case_metrics.csv",
+                 "--rounds", "1", "--repeats", "1", "--threads", "1"]
+    main(arguments + overrides)
+    output = capsys.readouterr().out
+    assert output.splitlines()[2].startswith("baseline") and "batch 1, 32x32" in output
+    assert (root / "report" / "summary.md").is_file() and (root / "report" / "summary.png").is_file()
+    with pytest.raises(SystemExit) as stop:
+        main(arguments[:3] + ["missing", "models/none.pt", "eval/case_metrics.csv"] + overrides)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == f"ERROR: no checkpoint for missing at {root / 'models' / 'none.pt'}\n"
