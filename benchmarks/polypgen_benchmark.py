@@ -59,6 +59,7 @@ from pruning_benchmark import cli_overrides, dense_equivalent, history_rows, loa
 
 from monai_pruning.data import prepare_task_data  # noqa: E402
 from monai_pruning.measure import measure_complexity, measure_latency  # noqa: E402
+from monai_pruning.report.comparison import interval_cell, markdown_table, percent_cell  # noqa: E402
 from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, paired_differences, read_case_scores  # noqa: E402
 
 BUNDLE = "polyp_endoscopy_segmentation"
@@ -309,22 +310,28 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
 
 
 def markdown(result: dict) -> str:
+    header = ["method", "reference", "seeds", "MACs removed", "test Dice", "Dice vs reference [95% CI]",
+              "pruned / dense (352)", "frames/s (352)"]
+    rows = []
+    for method, s in result["summary"].items():
+        versus = s.get("dice_vs_reference")
+        rows.append([
+            method + (" (peer)" if s["peer"] else ""),
+            s["reference"],
+            str(len(s["seeds"])),
+            percent_cell(s["macs_removed"]),
+            f"{s['test_dice']:.4f}",
+            interval_cell(versus["mean"], versus["low"], versus["high"]) if versus else "(reference)",
+            f"{s['pruned_over_dense_352']:.2f}" if "pruned_over_dense_352" in s else "",
+            f"{s['fps_352']:.1f}",
+        ])
+    centres = sorted({c for s in result["summary"].values() for c in s["test_dice_per_centre"]})
+    per_centre = [[method, *(f"{s['test_dice_per_centre'][c]:.3f}" for c in centres)]
+                  for method, s in result["summary"].items()]
     lines = [f"PolypGen test frames: {result['test_frames']}, resolution {result['resolution'][0]}x"
              f"{result['resolution'][1]}; Dice vs reference: mean paired per-frame difference against the same-seed "
              "reference, 95% bootstrap interval over seeds and frames.", "",
-             "| method | reference | seeds | MACs removed | test Dice | Dice vs reference [95% CI] | pruned / dense "
-             "(352) | frames/s (352) |", "|---|---|---|---|---|---|---|---|"]
-    for method, s in result["summary"].items():
-        versus = s.get("dice_vs_reference")
-        cell = f"{versus['mean']:+.4f} [{versus['low']:+.4f}, {versus['high']:+.4f}]" if versus else "(reference)"
-        ratio = f"{s['pruned_over_dense_352']:.2f}" if "pruned_over_dense_352" in s else ""
-        name = method + (" (peer)" if s["peer"] else "")
-        lines.append(f"| {name} | {s['reference']} | {len(s['seeds'])} | {s['macs_removed']:.1%} | "
-                     f"{s['test_dice']:.4f} | {cell} | {ratio} | {s['fps_352']:.1f} |")
-    centres = sorted({c for s in result["summary"].values() for c in s["test_dice_per_centre"]})
-    lines += ["", "| method | " + " | ".join(centres) + " |", "|---|" + "---|" * len(centres)]
-    for method, s in result["summary"].items():
-        lines.append(f"| {method} | " + " | ".join(f"{s['test_dice_per_centre'][c]:.3f}" for c in centres) + " |")
+             *markdown_table(header, rows), "", *markdown_table(["method", *centres], per_centre)]
     return "\n".join(lines) + "\n"
 
 

@@ -57,6 +57,17 @@ from monai_pruning.measure import (  # noqa: E402
     measure_latency,
     peak_inference_memory_mb,
 )
+from monai_pruning.report.comparison import (  # noqa: E402
+    count_cell,
+    dice_cell,
+    difference_cell,
+    macs_cell,
+    markdown_table,
+    megabytes_cell,
+    milliseconds_cell,
+    percent_cell,
+    ratio_cell,
+)
 
 
 # Torch-Pruning peers: importance and ranking (see benchmarks/torch_pruning_peer.py for why L1 ranks per layer)
@@ -252,21 +263,20 @@ def runtime_table(results: dict[str, dict[str, Any]]) -> list[str]:
     columns = [(runtime, size) for runtime, sizes in base.items() for size in sizes]
     if not columns:
         return []
-    lines = ["| model | " + " | ".join(f"{RUNTIME_LABELS.get(r, r)} {size}" for r, size in columns) + " |",
-             "|---|" + "---|" * len(columns)]
+    rows = []
     for method, r in results.items():
-        cells = []
+        cells = [LABELS.get(method, method)]
         for runtime, size in columns:
             timed = r.get("runtimes", {}).get(runtime, {}).get(size)
             if timed is None:
                 cells.append("")
                 continue
-            cell = f"{timed['latency_s'] * 1e3:.1f} ms, {timed['fps']:.1f} fps"
+            cell = f"{milliseconds_cell(timed['latency_s'])}, {timed['fps']:.1f} fps"
             if method != "baseline":
-                cell += f" ({base[runtime][size]['latency_s'] / timed['latency_s']:.2f}x)"
+                cell += f" ({ratio_cell(base[runtime][size]['latency_s'], timed['latency_s'])})"
             cells.append(cell)
-        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append(cells)
+    return markdown_table(["model", *(f"{RUNTIME_LABELS.get(r, r)} {size}" for r, size in columns)], rows)
 
 
 def history_rows(root: Path) -> list[dict[str, Any]]:
@@ -289,39 +299,44 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
     to uneven widths).
     """
     base = results["baseline"]
-    lines = ["| model | parameters | MACs | MACs removed | test Dice | Dice vs baseline | CPU latency | speed-up "
-             "| dense net of equal MACs | pruned / dense | checkpoint | peak inference memory |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["model", "parameters", "MACs", "MACs removed", "test Dice", "Dice vs baseline", "CPU latency", "speed-up",
+              "dense net of equal MACs", "pruned / dense", "checkpoint", "peak inference memory"]
+    rows = []
     for method, r in results.items():
-        base_row = method == "baseline"
-        params = f"{r['params']:,}" + ("" if base_row else f" ({r['params'] / base['params']:.2f}x)")
-        macs = f"{r['macs'] / 1e6:.1f} M" + ("" if base_row else f" ({r['macs'] / base['macs']:.2f}x)")
-        dice = f"{r['dice']:.4f}"
-        if len(r.get("class_dice", {})) > 1:
-            dice += " (" + ", ".join(f"{name} {value:.3f}" for name, value in r["class_dice"].items()) + ")"
+        first = method == "baseline"
         dense = r.get("dense_same_macs_latency_s")
-        dense_cells = f"{dense * 1e3:.1f} ms | {r['latency_s'] / dense:.2f}" if dense else " | "
-        lines.append(
-            f"| {LABELS.get(method, method)} | {params} | {macs} | {1 - r['macs'] / base['macs']:.1%} | {dice} | "
-            + ("" if base_row else f"{r['dice'] - base['dice']:+.4f}")
-            + f" | {r['latency_s'] * 1e3:.1f} ms | {base['latency_s'] / r['latency_s']:.2f}x | {dense_cells} | "
-            f"{r['checkpoint_mb']:.2f} MB | {r['peak_memory_mb']:.0f} MB |"
-        )
+        rows.append([
+            LABELS.get(method, method),
+            count_cell(r["params"], None if first else base["params"]),
+            macs_cell(r["macs"], None if first else base["macs"]),
+            percent_cell(1 - r["macs"] / base["macs"]),
+            dice_cell(r["dice"], per_class=r.get("class_dice")),
+            "" if first else difference_cell(r["dice"], base["dice"]),
+            milliseconds_cell(r["latency_s"]),
+            ratio_cell(base["latency_s"], r["latency_s"]),
+            milliseconds_cell(dense) if dense else "",
+            f"{r['latency_s'] / dense:.2f}" if dense else "",
+            megabytes_cell(r["checkpoint_mb"]),
+            f"{r['peak_memory_mb']:.0f} MB",
+        ])
+    lines = markdown_table(header, rows)
     if "floor_latency_s" in base:
-        lines += ["", "| the fastest any filter pruning can reach | MACs | MACs removed | CPU latency | speed-up |",
-                  "|---|---|---|---|---|",
-                  f"| every prunable group at {base['floor_channels']} channels | {base['floor_macs'] / 1e6:.1f} M | "
-                  f"{1 - base['floor_macs'] / base['macs']:.1%} | {base['floor_latency_s'] * 1e3:.1f} ms | "
-                  f"{base['latency_s'] / base['floor_latency_s']:.2f}x |"]
+        lines += [""] + markdown_table(
+            ["the fastest any filter pruning can reach", "MACs", "MACs removed", "CPU latency", "speed-up"],
+            [[f"every prunable group at {base['floor_channels']} channels", macs_cell(base["floor_macs"]),
+              percent_cell(1 - base["floor_macs"] / base["macs"]), milliseconds_cell(base["floor_latency_s"]),
+              ratio_cell(base["latency_s"], base["floor_latency_s"])]])
     sauron = results.get("sauron", {})
+    cost = []
     if "overhead" in sauron:
-        lines += ["", "| Sauron training cost | measured |", "|---|---|",
-                  "| training iteration without / with the regulariser and scoring, full width | "
-                  f"{sauron['plain_iteration_s']:.3f} s / {sauron['sauron_iteration_s']:.3f} s "
-                  f"({sauron['overhead']:+.0%}) |"]
+        cost.append(["training iteration without / with the regulariser and scoring, full width",
+                     f"{sauron['plain_iteration_s']:.3f} s / {sauron['sauron_iteration_s']:.3f} s "
+                     f"({sauron['overhead']:+.0%})"])
     if "first_epochs_s" in sauron:
-        lines.append("| mean of the first 2 / last 2 epochs | "
-                     f"{sauron['first_epochs_s']:.1f} s / {sauron['last_epochs_s']:.1f} s |")
+        cost.append(["mean of the first 2 / last 2 epochs",
+                     f"{sauron['first_epochs_s']:.1f} s / {sauron['last_epochs_s']:.1f} s"])
+    if cost:
+        lines += [""] + markdown_table(["Sauron training cost", "measured"], cost)
     return lines
 
 
