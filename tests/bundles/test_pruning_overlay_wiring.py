@@ -96,7 +96,8 @@ def _handler_order(bundle: str, overlays: list[str], rank: int, monkeypatch) -> 
             parser.get_parsed_content("validate#evaluator#val_handlers"))
 
 
-BEFORE, AFTER = ["lr_schedule", "validation", "data_seeding", "cpu_autocast"], ["loss_log", "tensorboard", "final_saver"]
+BEFORE = ["lr_schedule", "validation", "data_seeding", "cpu_autocast"]
+AFTER = ["progress", "loss_log", "tensorboard", "final_saver"]
 VALIDATION = ["stats", "tensorboard"]
 
 
