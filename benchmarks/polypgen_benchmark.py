@@ -20,6 +20,10 @@ Methods per seed (E = ``--epochs``, F = ``--finetune_epochs``), each with its sa
 - ``taylorfo``: ``prune_taylorfo.json`` from the baseline for F epochs; reference ``baseline_long``.
 - ``scratch_sauron`` / ``scratch_taylorfo``: the final pruned architecture re-initialised and trained from scratch as
   long as the pruned run in total (E, E + F) with the plain recipe (``benchmarks/scratch_pruned.json``).
+- ``random``: the random-pruning control: TaylorFO's schedule from the baseline for F epochs with uniformly random
+  channel scores (``TaylorFOPruning(criterion="random")``, seeded by the run's seed, no MAC normalisation) instead of
+  the Taylor importance, to TaylorFO's final MACs, with no metric check (a drop must not stop it short of those MACs);
+  reference ``baseline_long``.
 - ``tp_taylor`` / ``tp_l1`` (peers): Torch-Pruning's Taylor and L1 from the baseline to TaylorFO's final MACs over as
   many epochs as TaylorFO pruned, then fine-tuned to F epochs (``benchmarks/prune_torch_pruning.json``).
 
@@ -58,6 +62,7 @@ sys.path.insert(0, str(REPO))
 from pruning_benchmark import cli_overrides, dense_equivalent, history_rows, load_model  # noqa: E402
 
 from monai_pruning.data import prepare_task_data  # noqa: E402
+from monai_pruning.handlers.feature_map_comparison import networks_from_checkpoints, write_feature_map_comparison  # noqa: E402,E501
 from monai_pruning.measure import measure_complexity, measure_latency  # noqa: E402
 from monai_pruning.report.comparison import interval_cell, markdown_table, percent_cell  # noqa: E402
 from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, paired_differences, read_case_scores  # noqa: E402
@@ -77,7 +82,7 @@ class Plan:
     reference: str
     starts_from: str | None = None  # a run whose models/model_baseline.pt this run fine-tunes
     architecture_of: str | None = None  # a pruned run whose architecture this run trains from scratch
-    macs_of: str | None = None  # a pruned run whose final MACs and pruning epochs this peer matches
+    macs_of: str | None = None  # a pruned run whose final MACs (and, for a peer, pruning epochs) this run matches
     overrides: tuple[str, ...] = ()
     peer: bool = False
 
@@ -98,6 +103,9 @@ def method_plans(epochs: int, finetune_epochs: int) -> dict[str, Plan]:
         Plan("scratch_sauron", ("train.json", "scratch_pruned.json"), epochs, "baseline", architecture_of="sauron"),
         Plan("scratch_taylorfo", ("train.json", "scratch_pruned.json"), epochs + finetune_epochs, "baseline_long",
              architecture_of="taylorfo"),
+        Plan("random", finetune, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
+             overrides=("--pruning_handler#criterion", "random", "--taylorfo#macs_normalize", "False",
+                        "--taylorfo#tolerance", "None")),
         Plan("tp_taylor", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--peer#importance", "taylor", "--peer#global_pruning", "True"), peer=True),
         Plan("tp_l1", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
@@ -173,8 +181,11 @@ class RunFolder:
             values += ["--architecture_checkpoint", str(runs[self.plan.architecture_of].model)]
         if self.plan.macs_of is not None:
             rows = history_rows(runs[self.plan.macs_of].root)
-            pruning_epochs = sum(1 for row in rows if row.get("phase") == "pruning")
-            values += ["--peer#target_macs", str(rows[-1]["macs"]), "--peer#steps", str(max(1, pruning_epochs))]
+            if self.plan.peer:
+                pruning_epochs = sum(1 for row in rows if row.get("phase") == "pruning")
+                values += ["--peer#target_macs", str(rows[-1]["macs"]), "--peer#steps", str(max(1, pruning_epochs))]
+            else:  # our handler from the same start: the same fraction of the starting MACs
+                values += ["--taylorfo#target_macs_reduction", repr(1.0 - float(rows[-1]["macs_ratio"]))]
         return values + extra
 
 
@@ -237,8 +248,8 @@ def run_all(runs: dict[tuple[int, str], RunFolder], data: Path, split_file: Path
     return failed
 
 
-def training_setting(name: str, overrides: list[str]) -> Any:
-    """A value of the polyp ``train.json`` as every run saw it: the bundle's, unless ``--set`` replaced it."""
+def training_config(overrides: list[str]) -> ConfigParser:
+    """The polyp ``train.json`` as every run saw it: the bundle's, with the ``--set`` overrides applied."""
     parser = ConfigParser()
     parser.read_config(str(SOURCE / "configs" / "train.json"))
     for item in overrides:
@@ -247,7 +258,12 @@ def training_setting(name: str, overrides: list[str]) -> Any:
             parser[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             parser[key] = value
-    return parser.get_parsed_content(name)
+    return parser
+
+
+def training_setting(name: str, overrides: list[str]) -> Any:
+    """A value of the polyp ``train.json`` as every run saw it: the bundle's, unless ``--set`` replaced it."""
+    return training_config(overrides).get_parsed_content(name)
 
 
 def alternating_latency(models: list[torch.nn.Module], shape: tuple[int, ...], rounds: int, repeats: int,
@@ -361,6 +377,35 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def comparison_frame(split: dict, overrides: list[str]) -> tuple[str, torch.Tensor]:
+    """The first test frame (in case order) with a polyp, preprocessed as validation preprocesses it."""
+    preprocessing = training_config(overrides).get_parsed_content("validate#preprocessing")
+    for item in sorted(split["test"], key=lambda entry: entry["case"]):
+        sample = preprocessing(dict(item))
+        if sample["label"].sum() > 0:
+            return item["case"], torch.as_tensor(sample["image"])
+    raise SystemExit("no test frame with a polyp to compare feature maps on")
+
+
+def write_comparisons(runs: dict[tuple[int, str], RunFolder], split: dict, args: argparse.Namespace,
+                      outputs: list[Path]) -> None:
+    """Feature maps of the baseline, Sauron and TaylorFO of the first seed that has all three, on one test frame."""
+    wanted = ("baseline", "sauron", "taylorfo")
+    seed = next((s for s in args.seeds if all((s, m) in runs and runs[(s, m)].done for m in wanted)), None)
+    if seed is None:
+        print("feature map comparison skipped: no seed has finished baseline, sauron and taylorfo runs")
+        return
+    case, image = comparison_frame(split, args.all_set)
+    parser = ConfigParser()
+    parser.read_config(str(SOURCE / "configs" / "inference.json"))
+    networks = networks_from_checkpoints(parser.get_parsed_content("network_def"),
+                                         {m: runs[(seed, m)].model for m in wanted})
+    for folder in outputs:
+        page = write_feature_map_comparison(networks, image, folder / "feature_maps_polypgen",
+                                            title=f"PolypGen test frame {case}, seed {seed}")
+        print(f"feature map comparison: {page}")
+
+
 def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split: dict, args: argparse.Namespace) -> dict:
     """Measure every finished run and compare each with its same-seed reference."""
     warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
@@ -444,6 +489,7 @@ def main() -> None:
         (folder / "benchmark_polypgen.json").write_text(json.dumps(result, indent=2) + "\n")
         (folder / "benchmark_polypgen.md").write_text(markdown(result))
         plot(result, folder / "benchmark_polypgen.png")
+    write_comparisons(runs, split, args, outputs)
     print(markdown(result))
 
 
