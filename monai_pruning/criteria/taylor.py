@@ -29,6 +29,7 @@ __all__ = [
     "layerwise_l2_normalize",
     "select_global_lowest",
     "fraction_to_count",
+    "random_channel_scores",
 ]
 
 REDUCTION_MODES = ("abs", "sq", "signed")
@@ -287,6 +288,36 @@ class TaylorAccumulator:
         if self._total is None:
             raise RuntimeError("TaylorAccumulator.compute: no contributions were accumulated since the last reset.")
         return self._total.abs() if self.mode == "signed" else self._total.clone()
+
+
+def random_channel_scores(channels: Mapping[str, int], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """
+    Uniform random importance in [0, 1) for every channel of every group: the random-pruning control.
+
+    Ranked with :func:`select_global_lowest` instead of the Taylor scores, these remove channels chosen at random
+    (uniformly over all channels, whatever their cost) under the same schedule, floors and targets, which is what
+    the Taylor importance has to beat. The scores depend on the group sizes and the generator only, never on data
+    or weights; the groups draw in sorted name order, so the same seed and sizes give the same scores whatever the
+    order of ``channels``.
+
+    Args:
+        channels: group name -> current number of channels (>= 1).
+        generator: a seeded CPU ``torch.Generator``; it advances, so successive steps draw new scores.
+
+    Returns:
+        group name -> (C,) float32 scores in [0, 1).
+    """
+    where = "random_channel_scores"
+    if not isinstance(channels, Mapping):
+        kind = type(channels).__name__
+        raise TypeError(f"{where}: `channels` must be a dict of group name -> channel count, got {kind}.")
+    for name, count in channels.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{where}: channels[{name!r}] must be an int >= 1, got {count!r}.")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{where}: `generator` must be a torch.Generator, got {type(generator).__name__}.")
+    drawn = {name: torch.rand(channels[name], generator=generator) for name in sorted(channels)}
+    return {name: drawn[name] for name in channels}
 
 
 def layerwise_l2_normalize(scores: Mapping[str, torch.Tensor], eps: float = 1e-12) -> dict[str, torch.Tensor]:

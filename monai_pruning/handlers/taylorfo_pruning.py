@@ -28,6 +28,7 @@ from monai_pruning.criteria import (
     fraction_to_count,
     select_global_lowest,
 )
+from monai_pruning.criteria.taylor import random_channel_scores
 from monai_pruning.distributed import is_distributed, unwrap_network
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
@@ -53,8 +54,9 @@ else:
         "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
     )
 
-__all__ = ["TaylorFOPruning"]
+__all__ = ["CRITERIA", "TaylorFOPruning"]
 
+CRITERIA = ("taylor", "random")
 PRUNING, FINETUNE = "pruning", "finetune"
 CUT_SCORES_PNG = "cut_scores.png"
 
@@ -107,6 +109,10 @@ class TaylorFOPruning(PruningHandlerBase):
         epoch_level: steps on epochs (``Events.EPOCH_COMPLETED``) or on iterations (``Events.ITERATION_COMPLETED``).
         start_epoch: first epoch at whose end (or during which) a step may happen; train the dense model before.
         score_batches: training batches scored per step; None: the whole training data loader.
+        criterion: ``"taylor"`` ranks by the TaylorFO importance; ``"random"`` by uniform random scores drawn from
+            the handler's ``seed`` (:func:`~monai_pruning.criteria.taylor.random_channel_scores`), with no scoring
+            passes: the random-pruning control, with everything else (schedule, floors, targets, validation checks)
+            as for TaylorFO. It ranks channels, not channels per MAC, so it refuses ``macs_normalize``.
         reduction: ``"abs"``, ``"sq"`` or ``"signed"``.
         gradient: ``"loss"`` or ``"random"`` (label-free).
         scoring_loss: ``loss(pred, target)`` whose gradient the scoring passes backpropagate (``gradient="loss"``);
@@ -168,6 +174,7 @@ class TaylorFOPruning(PruningHandlerBase):
         epoch_level: bool = True,
         start_epoch: int = 1,
         score_batches: int | None = None,
+        criterion: str = "taylor",
         reduction: str = "abs",
         gradient: str = "loss",
         scoring_loss: Callable[..., torch.Tensor] | None = None,
@@ -225,6 +232,9 @@ class TaylorFOPruning(PruningHandlerBase):
         self.epoch_level = config_flag(epoch_level, "epoch_level", "TaylorFOPruning")
         self.start_epoch = _positive_int(start_epoch, "start_epoch")
         self.score_batches = _positive_int(score_batches, "score_batches", allow_none=True)
+        if criterion not in CRITERIA:
+            raise PruningHandlerError(f"TaylorFOPruning: `criterion` must be one of {CRITERIA}, got {criterion!r}.")
+        self.criterion = criterion
         if reduction not in REDUCTION_MODES:
             raise PruningHandlerError(
                 f"TaylorFOPruning: `reduction` must be one of {REDUCTION_MODES}, got {reduction!r}."
@@ -243,6 +253,10 @@ class TaylorFOPruning(PruningHandlerBase):
         self.normalize_gradient = config_flag(normalize_gradient, "normalize_gradient", "TaylorFOPruning")
         self.layerwise_normalize = config_flag(layerwise_normalize, "layerwise_normalize", "TaylorFOPruning")
         self.macs_normalize = config_flag(macs_normalize, "macs_normalize", "TaylorFOPruning")
+        if self.criterion == "random" and self.macs_normalize:
+            raise PruningHandlerError(
+                "TaylorFOPruning: `criterion='random'` draws scores per channel; set `macs_normalize` to false."
+            )
         where = "TaylorFOPruning"
         self.target_macs_reduction = optional_fraction(target_macs_reduction, "target_macs_reduction", where)
         self.target_params_reduction = optional_fraction(target_params_reduction, "target_params_reduction", where)
@@ -459,7 +473,10 @@ class TaylorFOPruning(PruningHandlerBase):
             self._stop("target")
             return {}
         groups = self.pruner.prunable_groups
-        scores = {group: values for group, values in self.score(engine).items() if group in groups}
+        if self.criterion == "random":
+            scores = random_channel_scores({group: groups[group].size for group in groups}, self.generator)
+        else:
+            scores = {group: values for group, values in self.score(engine).items() if group in groups}
         macs = self.channel_macs() if self.macs_normalize or self.max_step_macs_reduction is not None else None
         if self.macs_normalize:
             scores = cost_normalize(scores, macs)

@@ -227,6 +227,29 @@ def test_global_cuts_leave_every_group_its_min_width_fraction():
     assert widths == {group: width // 4 for group, width in start.items()}
 
 
+def _random_criterion_widths(seed: int, data_seed: int) -> list[dict[str, int]]:
+    net = _unet()
+    handler = TaylorFOPruning(criterion="random", seed=seed, prune_count=20, min_channels=3, example_shape=SHAPE,
+                              plot=False)
+
+    def no_scoring(engine):
+        raise AssertionError("the random criterion ran a scoring pass")
+
+    handler.score = no_scoring
+    images = torch.randn((4, *SHAPE[1:]), generator=torch.Generator().manual_seed(data_seed))
+    data = [{"image": images[i : i + 2], "label": (images[i : i + 2] > 0).float()} for i in (0, 2)]
+    _trainer(net, [handler], epochs=3, data=data).run()
+    assert [row["removed_now"] for row in handler.history.rows] == [20, 20, 12]  # 64 channels, 4 groups floored at 3
+    return [row["widths"] for row in handler.history.rows]
+
+
+def test_random_criterion_cuts_by_seed_alone_without_scoring_and_respects_min_channels():
+    widths = _random_criterion_widths(seed=5, data_seed=0)
+    assert widths == _random_criterion_widths(seed=5, data_seed=1)  # other data, same seed: the same cuts
+    assert widths[0] != _random_criterion_widths(seed=6, data_seed=0)[0]
+    assert set(widths[-1].values()) == {3}  # every group down to its floor after 52 of 64 channels
+
+
 def test_a_metric_drop_undoes_the_last_cut_and_stops_pruning():
     net = _unet()
     validator = _ScriptedValidator({1: 0.80, 2: 0.79, 3: 0.50, 4: 0.60, 5: 0.60})
@@ -513,6 +536,8 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
         ({"prune_count": 0}, "`prune_count` must be an int >= 1"),
         ({"reduction": "mean"}, "`reduction` must be one of"),
         ({"gradient": "label"}, "`gradient` must be one of"),
+        ({"criterion": "l1"}, "`criterion` must be one of"),
+        ({"criterion": "random", "macs_normalize": True}, "`criterion='random'` draws scores per channel"),
         ({"target_macs_reduction": 1.5}, "`target_macs_reduction` must be a fraction"),
         ({"max_step_macs_reduction": 0.0}, "`max_step_macs_reduction` must be a fraction"),
         ({"baseline_metric": 0.8}, "`baseline_metric` needs a `validator`"),
