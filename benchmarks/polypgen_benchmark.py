@@ -105,7 +105,7 @@ def method_plans(epochs: int, finetune_epochs: int) -> dict[str, Plan]:
              architecture_of="taylorfo"),
         Plan("random", finetune, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--pruning_handler#criterion", "random", "--taylorfo#macs_normalize", "False",
-                        "--taylorfo#tolerance", "None")),
+                        "--taylorfo#tolerance", "$None")),
         Plan("tp_taylor", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--peer#importance", "taylor", "--peer#global_pruning", "True"), peer=True),
         Plan("tp_l1", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",

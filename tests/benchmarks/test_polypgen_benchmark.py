@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import sys
@@ -55,6 +56,43 @@ def test_controls_and_peers_take_their_architecture_and_macs_from_the_run_they_m
     scratch = runs["scratch_taylorfo"].overrides(runs, tmp_path / "data", [])
     assert scratch[scratch.index("--architecture_checkpoint") + 1] == str(runs["taylorfo"].model)
     assert scratch[scratch.index("--num_epochs") + 1] == "7"
+
+
+def test_random_control_prunes_from_the_baseline_with_taylorfos_schedule_to_taylorfos_final_macs(bench, tmp_path):
+    plans = bench.method_plans(4, 3)
+    plan = plans["random"]
+    assert plan.configs == plans["taylorfo"].configs and plan.epochs == 3 and not plan.peer
+    assert (plan.starts_from, plan.reference, plan.macs_of) == ("baseline", "baseline_long", "taylorfo")
+    assert bench.with_dependencies(["random"], plans) == ["baseline", "baseline_long", "taylorfo", "random"]
+    runs = {name: bench.RunFolder(tmp_path, plans[name], 2) for name in plans}
+    pruning = runs["taylorfo"].root / "runs" / "pruning"
+    pruning.mkdir(parents=True)
+    rows = [{"phase": "pruning", "macs": 900, "macs_ratio": 0.9}, {"phase": "finetune", "macs": 230, "macs_ratio": 0.23}]
+    (pruning / "pruning_history.json").write_text(json.dumps(rows))
+    values = runs["random"].overrides(runs, tmp_path / "data", [])
+    assert "--peer#target_macs" not in values and values[values.index("--seed") + 1] == "2"
+    assert float(values[values.index("--taylorfo#target_macs_reduction") + 1]) == pytest.approx(0.77)
+
+
+def test_random_control_overrides_make_the_bundles_taylorfo_handler_rank_randomly_without_a_metric_stop(bench):
+    from monai.bundle import ConfigParser
+
+    from monai_pruning.handlers import TaylorFOPruning
+
+    parser = ConfigParser()
+    parser.read_config([str(bench.SOURCE / "configs" / name) for name in bench.method_plans(4, 3)["random"].configs])
+    overrides = list(bench.method_plans(4, 3)["random"].overrides) + ["--taylorfo#target_macs_reduction", "0.77"]
+    for key, value in zip(overrides[::2], overrides[1::2]):  # as the bundle CLI reads them: Python literals
+        try:
+            parser[key[2:]] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parser[key[2:]] = value
+    names = ("criterion", "macs_normalize", "tolerance", "target_macs_reduction", "prune_fraction", "min_channels")
+    kwargs = {name: parser.get_parsed_content(f"pruning_handler#{name}") for name in names}
+    handler = TaylorFOPruning(**kwargs)
+    assert handler.criterion == "random" and not handler.macs_normalize and handler.tolerance is None
+    assert handler.target_macs_reduction == pytest.approx(0.77)
+    assert handler.prune_fraction == parser.get_parsed_content("taylorfo#prune_fraction")
 
 
 def test_runs_start_once_their_inputs_are_done_finished_runs_are_skipped_and_failures_propagate(bench, tmp_path,
