@@ -14,26 +14,104 @@ fraction, as in Li et al., "Pruning Filters for Efficient ConvNets"): filter L1 
 The groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, so both methods choose
 from the same channels.
 
-Torch-Pruning replaces the pruned parameters by new tensors and does not slice optimizer state: after each step the
-optimizer is pointed at the new parameters and its state (AdamW moments) is cleared, as Torch-Pruning's examples
-re-create the optimizer.
+Around Torch-Pruning's surgery the handler does what our engine does after a cut, so that the two methods differ in
+their criterion and nothing else: the optimizer keeps its state for the channels kept (AdamW's moments and step
+count, sliced like the weights; Torch-Pruning replaces each pruned parameter by a new tensor and slices nothing but
+the weight and its ``.grad``, so the handler routes each parameter's element positions through ``.grad`` to learn
+which elements survived), the affine-free InstanceNorm layers that Torch-Pruning does not see get their
+``num_features`` set to the width they now receive (else the pruning record saved with the model names the old
+width), and the Taylor gradients are taken with BatchNorm in eval mode and the training data stream left as it was
+(as our TaylorFO scores). ``docs/taylorfo.md`` ("Peers") says what was measured before and after.
 """
 
 from __future__ import annotations
 
-import collections
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from ignite.engine import Engine, Events
 
 from monai_pruning.engine import ChannelPruner
+from monai_pruning.handlers.pruning_base import preserved_rng
+from monai_pruning.handlers.taylorfo_scoring import batch_norms_in_eval
 from monai_pruning.measure import count_macs
 
-__all__ = ["TorchPruningPeer"]
+__all__ = ["TorchPruningPeer", "prune_keeping_optimizer_state", "match_instance_norm_widths"]
 
 IMPORTANCES = ("taylor", "l1")
+_EXACT_POSITIONS = 2**24  # element positions carried through ``.grad`` must be exact in float32
+
+
+def prune_keeping_optimizer_state(network: torch.nn.Module, prune: Callable[[], None],
+                                  optimizer: torch.optim.Optimizer | None) -> None:
+    """
+    Run ``prune()`` (a Torch-Pruning group's ``prune``), then re-point ``optimizer`` at the new parameters with its
+    per-parameter state sliced to the elements kept, and give the new parameters their old gradients, sliced alike.
+
+    Torch-Pruning slices each pruned parameter's ``.grad`` with the same indices as the weight, so each ``.grad`` is
+    set to the position of every element beforehand and read back afterwards: the positions that remain are the
+    elements kept, whatever dimensions were cut. Parameters are matched by name; state tensors shaped like their
+    parameter (Adam's moments, SGD's momentum) are sliced, others (Adam's step count) are kept as they are.
+
+    Raises:
+        ValueError: a parameter is not float32/float64 or has 2**24 elements or more (positions would not be exact),
+            or a pruned parameter came back without its gradient (a pruning function that does not slice ``.grad``).
+    """
+    before = dict(network.named_parameters())
+    saved = {}
+    for name, param in before.items():
+        if param.dtype not in (torch.float32, torch.float64) or param.numel() >= _EXACT_POSITIONS:
+            raise ValueError(f"TorchPruningPeer: cannot follow the elements of parameter {name!r} "
+                             f"({param.dtype}, {param.numel()} elements) through a cut.")
+        saved[name] = param.grad
+        param.grad = torch.arange(param.numel(), dtype=param.dtype, device=param.device).view_as(param)
+    prune()
+    replaced = {}
+    for name, param in network.named_parameters():
+        old = before[name]
+        if param is old:
+            param.grad = saved[name]
+            continue
+        if param.grad is None:
+            raise ValueError(f"TorchPruningPeer: parameter {name!r} was pruned without its gradient.")
+        kept = param.grad.detach().flatten().long()
+        grad = saved[name]
+        param.grad = None if grad is None else grad.flatten()[kept].view_as(param)
+        replaced[old] = param
+        if optimizer is not None and old in optimizer.state:
+            state = optimizer.state.pop(old)
+            optimizer.state[param] = {
+                key: value.flatten()[kept].view_as(param)
+                if isinstance(value, torch.Tensor) and value.shape == old.shape else value
+                for key, value in state.items()
+            }
+    if optimizer is not None:
+        for group in optimizer.param_groups:
+            group["params"] = [replaced.get(p, p) for p in group["params"]]
+
+
+@torch.no_grad()
+def match_instance_norm_widths(network: torch.nn.Module, example: torch.Tensor) -> None:
+    """Set ``num_features`` of every InstanceNorm to the channels it receives in a forward pass of ``example``."""
+
+    def fit(norm: torch.nn.Module, args: tuple) -> None:
+        width = int(args[0].shape[1])
+        if norm.affine and norm.weight.shape[0] != width:
+            raise ValueError(f"TorchPruningPeer: an affine InstanceNorm has {norm.weight.shape[0]} weights but "
+                             f"receives {width} channels.")
+        norm.num_features = width
+
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.instancenorm._InstanceNorm)]
+    hooks = [norm.register_forward_pre_hook(fit) for norm in norms]
+    training = network.training
+    try:
+        network.eval()
+        network(example)
+    finally:
+        network.train(training)
+        for hook in hooks:
+            hook.remove()
 
 
 class TorchPruningPeer:
@@ -123,12 +201,14 @@ class TorchPruningPeer:
         network = engine.network
         network.zero_grad(set_to_none=True)
         loader = engine.state.dataloader
-        batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
-        for batch in batches:
-            prepared = engine.prepare_batch(batch, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-            inputs, targets, args, kwargs = prepared if len(prepared) == 4 else (*prepared, (), {})
-            loss = engine.loss_function(engine.inferer(inputs, network, *args, **kwargs), targets)
-            loss.backward()
+        # as our TaylorFO scores: BatchNorm statistics untouched, and the training data stream as if this had not run
+        with preserved_rng(network, data=loader), batch_norms_in_eval(network):
+            batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
+            for batch in batches:
+                prepared = engine.prepare_batch(batch, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+                inputs, targets, args, kwargs = prepared if len(prepared) == 4 else (*prepared, (), {})
+                loss = engine.loss_function(engine.inferer(inputs, network, *args, **kwargs), targets)
+                loss.backward()
 
     def __call__(self, engine: Engine) -> None:
         epoch = engine.state.epoch
@@ -137,6 +217,7 @@ class TorchPruningPeer:
         if self.pruner is None:
             self._build(engine)
         network = engine.network
+        device = next(network.parameters()).device
         target = self.start_macs - (self.start_macs - self.target_macs) * epoch / self.steps
         if self.importance == "taylor":
             self._accumulate_gradients(engine)
@@ -145,13 +226,10 @@ class TorchPruningPeer:
                 self.exhausted = True
                 engine.logger.warning("TorchPruningPeer: Torch-Pruning's schedule is exhausted before the target.")
                 break
-            self.pruner.step()
+            for group in self.pruner.step(interactive=True):
+                prune_keeping_optimizer_state(network, group.prune, engine.optimizer)
+            match_instance_norm_widths(network, torch.zeros((1, *self.example_shape[1:]), device=device))
         network.zero_grad(set_to_none=True)
-        optimizer = engine.optimizer
-        if len(optimizer.param_groups) != 1:
-            raise ValueError("TorchPruningPeer: expects an optimizer with one parameter group.")
-        optimizer.param_groups[0]["params"] = list(network.parameters())
-        optimizer.state = collections.defaultdict(dict)
         engine.logger.info(
             f"TorchPruningPeer ({self.importance}) epoch {epoch}: MACs {self._macs(network):,} "
             f"(target {int(target):,}, start {self.start_macs:,})"
