@@ -28,18 +28,21 @@ case "$name" in
     polyp_endoscopy_segmentation)
         baseline=()  # train.json: 20 epochs
         baseline_text="20 epochs"
-        taylorfo=(--num_epochs 12 --taylorfo#prune_fraction 0.05 --taylorfo#target_macs_reduction 0.5)
-        taylorfo_text="12 epochs from the baseline, 5% of the channels per epoch until 50% of the MACs are removed"
-        sauron=(--sauron#patience 1 --sauron#plateau_tolerance 0.2 --sauron#target_macs_reduction 0.5)
-        sauron_text="20 epochs from scratch, thresholds raised after 1 epoch within 20% of the best loss, stop at 50% of MACs removed"
+        taylorfo=(--num_epochs 12 --taylorfo#prune_fraction 0.05 --taylorfo#target_macs_reduction 0.5
+                  --taylorfo#tolerance 0.03)
+        taylorfo_text="12 epochs from the baseline, 5% of the channels per epoch until 50% of the MACs are removed or the validation Dice is 0.03 below the baseline's"
+        sauron=(--sauron#tau_start 0.3 --sauron#tau_max 0.5 --sauron#patience 1 --sauron#plateau_tolerance 0.2
+                --sauron#target_macs_reduction 0.5)
+        sauron_text="20 epochs from scratch, thresholds from 0.3 (the paper's highest) to 0.5, raised after 1 epoch within 20% of the best loss, stop at 50% of MACs removed"
         ;;
     kidney_ct_segmentation | brain_mri_segmentation)
         baseline=(--num_epochs 40)
         baseline_text="40 epochs"
-        taylorfo=(--num_epochs 16 --val_interval 2 --taylorfo#target_macs_reduction 0.5)
-        taylorfo_text="16 epochs from the baseline, 5% of the channels (at most 5% of the MACs) per epoch until 50% of the MACs are removed"
-        sauron=(--num_epochs 40 --sauron#patience 1 --sauron#plateau_tolerance 0.2 --sauron#target_macs_reduction 0.5)
-        sauron_text="40 epochs from scratch, thresholds raised after 1 epoch within 20% of the best loss, stop at 50% of MACs removed"
+        taylorfo=(--num_epochs 16 --val_interval 2 --taylorfo#target_macs_reduction 0.5 --taylorfo#tolerance 0.03)
+        taylorfo_text="16 epochs from the baseline, 5% of the channels (at most 5% of the MACs) per epoch until 50% of the MACs are removed or the validation Dice is 0.03 below the baseline's"
+        sauron=(--num_epochs 40 --sauron#tau_start 0.3 --sauron#tau_max 0.5 --sauron#patience 1
+                --sauron#plateau_tolerance 0.2 --sauron#target_macs_reduction 0.5)
+        sauron_text="40 epochs from scratch, thresholds from 0.3 (the paper's highest) to 0.5, raised after 1 epoch within 20% of the best loss, stop at 50% of MACs removed"
         ;;
     *)
         echo "ERROR: no demo schedule for bundle '$name' in $0" >&2
