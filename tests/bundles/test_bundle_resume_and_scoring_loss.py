@@ -41,11 +41,14 @@ def test_the_resume_checkpoint_holds_every_object_whose_state_training_changes(b
     parser["bundle_root"] = str(tmp_path)
     parser["train#trainer"] = "$'trainer'"  # a stand-in: building the trainer would build the datasets
     parser["pruning_state"] = {"pruner": "$'pruner'"}  # as an overlay adds its handler
+    # a stand-in too: the best-model saver creates its folder when built (tests/bundles/test_resume_objects.py checks
+    # that plain training resumes it)
+    parser["saver_state"] = {"best_saver": "$'best_saver'"}
     objects = parser.get_parsed_content("resume_objects")
     expected = {"pruning": "pruning_record", "model": "network", "optimizer": "optimizer", "lr_scheduler": "lr_scheduler"}
     for key, config_id in expected.items():  # the scheduler too: its step count sets every later learning rate
         assert objects[key] is parser.get_parsed_content(config_id), key
-    assert objects["trainer"] == "trainer" and objects["pruner"] == "pruner"
+    assert objects["trainer"] == "trainer" and objects["pruner"] == "pruner" and objects["best_saver"] == "best_saver"
     assert not any(tmp_path.iterdir())  # nothing was built that writes files
 
 
