@@ -3,7 +3,7 @@
 # dataset's layout): train the unpruned baseline; prune it with TaylorFO (fine-tuning from the baseline); train a
 # Sauron-pruned network from scratch on a short demo schedule; evaluate all three on the held-out test split; segment
 # the demo images with the TaylorFO-pruned network; compare the three (parameters, MACs, test Dice, CPU latency,
-# checkpoint size, as ratios to the baseline) in the terminal and in report/summary.md and report/summary.png.
+# checkpoint size, as ratios to the baseline) in the terminal and as a page with a figure in report/.
 #
 #   bash bundles/run_demo.sh <bundle folder name> [monai.bundle overrides for every run, e.g. --demo_cases 40]
 #

@@ -7,9 +7,9 @@ ratio to the first model (the baseline), as a terminal table, a markdown page an
         --model TaylorFO models/taylorfo/model.pt eval/taylorfo/case_metrics.csv \\
         --output report
 
-writes ``report/summary.md``, ``summary.png`` and ``summary.json`` and prints the table. Every checkpoint is loaded
-into the bundle's ``network_def`` (reshaped by its pruning record) from ``configs/train.json``; config overrides the
-runs were made with go after the options, as for ``python -m monai.bundle run`` (``--roi_size "[64,64]"``). The
+writes ``summary.md``, ``summary.png`` and ``summary.json`` in ``report`` and prints the table. Every checkpoint is
+loaded into the bundle's ``network_def`` (reshaped by its pruning record) from ``configs/train.json``; config overrides
+the runs were made with go after the options, as for ``python -m monai.bundle run`` (``--roi_size "[64,64]"``). The
 test Dice is the mean row of the evaluation's ``case_metrics.csv`` (``configs/evaluate.json``).
 
 The table formatting (cells with a ratio to a reference, intervals, markdown and fixed-width tables) is shared with
