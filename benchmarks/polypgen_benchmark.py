@@ -104,7 +104,7 @@ def method_plans(epochs: int, finetune_epochs: int) -> dict[str, Plan]:
         Plan("scratch_taylorfo", ("train.json", "scratch_pruned.json"), epochs + finetune_epochs, "baseline_long",
              architecture_of="taylorfo"),
         Plan("random", finetune, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
-             overrides=("--pruning_handler#criterion", "random", "--taylorfo#macs_normalize", "False",
+             overrides=("--taylorfo#criterion", "random", "--taylorfo#macs_normalize", "False",
                         "--taylorfo#tolerance", "$None")),
         Plan("tp_taylor", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--peer#importance", "taylor", "--peer#global_pruning", "True"), peer=True),
