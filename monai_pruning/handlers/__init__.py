@@ -13,6 +13,7 @@ from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import evaluator_metric_fn, one_shot_curve
 from monai_pruning.handlers.pruning_base import PruningHandlerBase, PruningHandlerError
 from monai_pruning.handlers.reinitialise_network import ReinitialiseNetwork
+from monai_pruning.handlers.resume_checkpoint_loader import ResumeCheckpointLoader
 from monai_pruning.handlers.rewrap_reshaped_network import RewrapReshapedNetwork
 from monai_pruning.handlers.sauron_pruning import SauronPruning
 from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
@@ -29,6 +30,7 @@ __all__ = [
     "PruningHandlerBase",
     "PruningHandlerError",
     "ReinitialiseNetwork",
+    "ResumeCheckpointLoader",
     "RewrapReshapedNetwork",
     "SauronPruning",
     "TaylorFOPruning",
