@@ -14,10 +14,12 @@ from .latency import (
     LatencyResult,
     RuntimeLatency,
     available_runtimes,
+    compare_runtimes,
     eager_latency,
     measure_latency,
     onnxruntime_latency,
     openvino_latency,
+    size_label,
     torchscript_latency,
 )
 from .memory import peak_inference_memory_mb
@@ -33,10 +35,12 @@ __all__ = [
     "RuntimeLatency",
     "RUNTIME_LATENCY",
     "available_runtimes",
+    "compare_runtimes",
     "eager_latency",
     "measure_latency",
     "onnxruntime_latency",
     "openvino_latency",
+    "size_label",
     "torchscript_latency",
     "peak_inference_memory_mb",
 ]

@@ -11,14 +11,20 @@ The same network can also be timed in the runtimes a collaborator deploys it wit
 runtime (:data:`RUNTIME_LATENCY`): eager PyTorch, TorchScript (what ``python -m monai.bundle ckpt_export`` writes),
 and the ONNX export (free batch and spatial axes) in ONNX Runtime and OpenVINO (the ``deploy`` extra). Each returns
 its timing and its output, so a caller can check that every runtime computes the same thing.
+:func:`compare_runtimes` times several networks (a baseline and its pruned versions) in several runtimes and sizes
+in alternating rounds, the way a comparison between them should be timed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +32,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from monai_pruning.measure.probe import example_input, probe_forward
+from monai_pruning.measure.probe import example_input, probe_forward, validate_shape
 
 __all__ = [
     "LatencyResult",
     "RUNTIME_LATENCY",
     "RuntimeLatency",
     "available_runtimes",
+    "compare_runtimes",
     "eager_latency",
     "measure_latency",
     "onnxruntime_latency",
     "openvino_latency",
+    "size_label",
     "torchscript_latency",
 ]
 
@@ -363,3 +371,168 @@ def available_runtimes() -> list[str]:
     if importlib.util.find_spec("onnx") is not None and importlib.util.find_spec("onnxscript") is not None:
         names += [name for name in ("onnxruntime", "openvino") if importlib.util.find_spec(name) is not None]
     return names
+
+
+def size_label(shape: Sequence[int]) -> str:
+    """``(1, 3, 352, 352)`` -> ``"352x352"``: the spatial size of a batch-first input shape, as timings are keyed."""
+    return "x".join(str(int(v)) for v in shape[2:])
+
+
+def _script(module: nn.Module) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script is deprecated in torch >= 2.10; ckpt_export uses it
+        return torch.jit.script(module)
+
+
+def _quiet_export(module: nn.Module, path: Path, shape: Sequence[int]) -> Path:
+    """:func:`monai_pruning.deploy.export_onnx` without the exporter's progress lines and registry warnings."""
+    from monai_pruning.deploy import export_onnx  # the deploy extra, imported only when asked for
+
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            return export_onnx(module, path, shape)
+    finally:
+        exporter_log.setLevel(level)
+
+
+def compare_runtimes(
+    models: Mapping[str, nn.Module],
+    shapes: Sequence[Sequence[int]],
+    runtimes: Sequence[str] | None = None,
+    rounds: int = 3,
+    repeats: int = 10,
+    num_threads: int = 2,
+    warmup: int = 2,
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """
+    CPU latency of every network in every runtime at every input size, timed in alternating rounds.
+
+    Each network is scripted once (TorchScript) and exported once to ONNX with free batch and spatial axes (shared by
+    ONNX Runtime and OpenVINO, loaded once each). Then ``rounds`` rounds each time every runtime x size x network in
+    turn (``warmup`` untimed then ``repeats`` timed passes, ``num_threads`` threads), so that a change of the
+    machine's load during the measurement hits all networks alike; a network's latency is the median of its round
+    medians. The networks run in evaluation mode (their train/eval flags are put back afterwards) on the same
+    fixed-seed inputs; each runtime's output is compared with eager PyTorch's once.
+
+    Args:
+        models: ``{name: network}``, float32 on the CPU, e.g. a baseline and its pruned versions.
+        shapes: input shapes ``(B, C, *spatial)``, e.g. the training size and a deployment size, batch 1; the
+            spatial sizes must differ.
+        runtimes: names from :data:`RUNTIME_LATENCY`; None: every runtime installed here (:func:`available_runtimes`).
+        rounds: alternating rounds (>= 1).
+        repeats: timed passes per network, runtime, size and round (>= 1).
+        num_threads: CPU threads of every runtime (>= 1).
+        warmup: untimed passes before each timed block (>= 0; TorchScript specialises its graph during the first
+            passes at a size, so keep it at 2 or more).
+
+    Returns:
+        ``{name: {runtime: {"HxW": {"latency_s": seconds, "fps": samples per second, "max_abs_difference": largest
+        absolute difference of the output from eager PyTorch's}}}}``, in the order of ``models``, ``runtimes`` and
+        ``shapes``.
+
+    Raises:
+        ValueError: bad counts, no models or shapes, a repeated size, an unknown or uninstalled runtime, a network not
+            float32 on the CPU, or a forward pass that fails at a size.
+    """
+    where = "compare_runtimes"
+    _checked_counts(warmup, repeats, num_threads, where)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"{where}: rounds must be an int >= 1, got {rounds!r}.")
+    if not models:
+        raise ValueError(f"{where}: no models to time.")
+    if isinstance(runtimes, str):
+        raise ValueError(f"{where}: `runtimes` must be a list of runtime names, got the string {runtimes!r}.")
+    installed = available_runtimes()
+    names = list(dict.fromkeys(runtimes)) if runtimes is not None else installed
+    for runtime in names:
+        if runtime not in RUNTIME_LATENCY:
+            raise ValueError(f"{where}: unknown runtime {runtime!r}; choose from {', '.join(RUNTIME_LATENCY)}.")
+        if runtime not in installed:
+            raise ValueError(f"{where}: runtime {runtime!r} is not installed here; pip install -e \".[deploy]\" adds it.")
+    if not names or not shapes:
+        raise ValueError(f"{where}: no {'runtimes' if not names else 'shapes'} to time.")
+    checked = [validate_shape(shape, where) for shape in shapes]
+    labels = [size_label(shape) for shape in checked]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{where}: every shape needs its own spatial size, got {labels}.")
+
+    modes = {sub: sub.training for module in models.values() for sub in module.modules()}
+    try:
+        inputs: dict[str, dict[str, torch.Tensor]] = {}
+        expected: dict[str, dict[str, torch.Tensor]] = {}
+        for name, module in models.items():
+            module.eval()
+            inputs[name] = {label: _cpu_input(module, shape, where) for label, shape in zip(labels, checked)}
+            with torch.inference_mode():
+                expected[name] = {label: torch.as_tensor(probe_forward(module, x, where)).float()
+                                  for label, x in inputs[name].items()}
+        with tempfile.TemporaryDirectory() as folder:
+            runners = _runners(models, names, checked[0], Path(folder), num_threads, where)
+            times: dict[tuple[str, str, str], list[float]] = {}
+            differences: dict[tuple[str, str, str], float] = {}
+            for _ in range(rounds):
+                for runtime in names:
+                    for label in labels:
+                        for name in models:
+                            x = inputs[name][label]
+                            run = runners[(name, runtime)]
+                            timed = _time_runtime(runtime, lambda: run(x), x.shape[0], warmup, repeats, num_threads)
+                            key = (name, runtime, label)
+                            times.setdefault(key, []).append(timed.latency.median_s)
+                            if key not in differences:
+                                gap = (timed.output - expected[name][label]).abs().max()
+                                differences[key] = float(gap)
+    finally:
+        for sub, training in modes.items():
+            sub.training = training
+    result: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for name in models:
+        for runtime in names:
+            for label in labels:
+                key = (name, runtime, label)
+                latency = statistics.median(times[key])
+                result.setdefault(name, {}).setdefault(runtime, {})[label] = {
+                    "latency_s": latency,
+                    "fps": inputs[name][label].shape[0] / latency,
+                    "max_abs_difference": differences[key],
+                }
+    return result
+
+
+def _runners(
+    models: Mapping[str, nn.Module],
+    runtimes: Sequence[str],
+    example_shape: tuple[int, ...],
+    folder: Path,
+    num_threads: int,
+    where: str,
+) -> dict[tuple[str, str], Callable[[torch.Tensor], torch.Tensor]]:
+    """Per network and runtime, a function from a CPU input to the output: scripted and exported once per network."""
+    runners: dict[tuple[str, str], Callable[[torch.Tensor], torch.Tensor]] = {}
+    for index, (name, module) in enumerate(models.items()):
+        onnx_file = None
+        for runtime in runtimes:
+            if runtime in ("eager", "torchscript"):
+                network = module if runtime == "eager" else _script(module)
+
+                def run_module(x: torch.Tensor, network: nn.Module = network) -> torch.Tensor:
+                    with torch.inference_mode():
+                        return probe_forward(network, x, where)
+
+                runners[(name, runtime)] = run_module
+                continue
+            from monai_pruning.deploy import load_runtime
+
+            if onnx_file is None:
+                onnx_file = _quiet_export(module, folder / f"model_{index}.onnx", example_shape)
+            run_array = load_runtime(onnx_file, runtime, num_threads)
+
+            def run_exported(x: torch.Tensor, run_array: Callable = run_array) -> torch.Tensor:
+                return torch.from_numpy(run_array(x.numpy()))
+
+            runners[(name, runtime)] = run_exported
+    return runners

@@ -141,3 +141,110 @@ def test_runtime_runners_refuse_a_network_off_the_cpu_or_in_half_precision():
 
     with pytest.raises(ValueError, match="float32 on the CPU"):
         eager_latency(nn.Conv2d(1, 2, 3).half(), (1, 1, 8, 8))
+
+
+def _pair_of_networks() -> dict[str, nn.Module]:
+    """A small DynUNet and a narrower one of the same architecture: a baseline and a 'pruned' model."""
+    from monai.networks.nets import DynUNet
+
+    torch.manual_seed(0)
+    return {name: DynUNet(2, 1, 2, [3, 3, 3], [1, 2, 2], [2, 2], filters=filters, norm_name="instance").train()
+            for name, filters in (("baseline", [8, 16, 16]), ("pruned", [4, 8, 8]))}
+
+
+def test_compare_runtimes_times_every_model_runtime_and_size_with_outputs_equal_to_eager(single_caller_thread,
+                                                                                        monkeypatch):
+    from monai_pruning.measure import available_runtimes, latency
+
+    runtimes = available_runtimes()  # eager and TorchScript; the ONNX runtimes where the deploy extra is installed
+    exported = []
+    export = latency._quiet_export
+
+    def counting_export(module, path, shape):
+        exported.append(path.name)
+        return export(module, path, shape)
+
+    monkeypatch.setattr(latency, "_quiet_export", counting_export)
+    models = _pair_of_networks()
+    result = latency.compare_runtimes(models, [(1, 1, 16, 16), (2, 1, 32, 24)], runtimes, rounds=2, repeats=2,
+                                      num_threads=1)
+    assert list(result) == ["baseline", "pruned"]
+    for timings in result.values():
+        assert list(timings) == runtimes
+        for sizes in timings.values():
+            assert list(sizes) == ["16x16", "32x24"]
+            assert sizes["16x16"]["fps"] == pytest.approx(1 / sizes["16x16"]["latency_s"])
+            assert sizes["32x24"]["fps"] == pytest.approx(2 / sizes["32x24"]["latency_s"])  # batch 2: samples/s
+            assert all(0.0 <= cell["max_abs_difference"] < 1e-4 for cell in sizes.values())
+    assert torch.get_num_threads() == 1 and all(net.training for net in models.values())
+    # one export per model, shared by every ONNX runtime, size and round
+    assert sorted(exported) == (["model_0.onnx", "model_1.onnx"] if len(runtimes) > 2 else [])
+
+
+class _Logger(nn.Module):
+    """Appends its name and the input's spatial size to a shared log at every forward pass."""
+
+    def __init__(self, name: str, log: list) -> None:
+        super().__init__()
+        self.name, self.log = name, log
+        self.conv = nn.Conv2d(1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.log.append((self.name, tuple(x.shape[2:])))
+        return self.conv(x)
+
+
+def test_compare_runtimes_alternates_the_models_within_every_round(single_caller_thread):
+    from monai_pruning.measure import compare_runtimes
+
+    log: list = []
+    models = {"a": _Logger("a", log), "b": _Logger("b", log)}
+    compare_runtimes(models, [(1, 1, 8, 8), (1, 1, 4, 4)], ["eager"], rounds=2, repeats=1, num_threads=1, warmup=0)
+    one_round = [("a", (8, 8)), ("b", (8, 8)), ("a", (4, 4)), ("b", (4, 4))]
+    assert log[-8:] == one_round * 2  # after one reference pass per model and size, two rounds of every pair
+
+
+def test_compare_runtimes_reports_the_median_of_the_round_medians(monkeypatch):
+    from monai_pruning.measure import latency
+
+    medians = iter([0.001, 0.001, 0.010])  # one slow round, disturbed by another process
+    original = latency._time_runtime
+
+    def fake(runtime, run, batch, warmup, repeats, num_threads):
+        timed = original(runtime, run, batch, warmup, repeats, num_threads)
+        result = latency.LatencyResult(next(medians), 0.0, 0.0, repeats, num_threads)
+        return latency.RuntimeLatency(runtime, result, timed.output, batch)
+
+    monkeypatch.setattr(latency, "_time_runtime", fake)
+    result = latency.compare_runtimes({"net": nn.Conv2d(1, 2, 3)}, [(1, 1, 8, 8)], ["eager"], rounds=3, repeats=1)
+    assert result["net"]["eager"]["8x8"]["latency_s"] == 0.001 and result["net"]["eager"]["8x8"]["fps"] == 1000.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"runtimes": ["eager", "tensorrt"]}, "compare_runtimes: unknown runtime 'tensorrt'; choose from eager, "),
+        ({"runtimes": "eager"}, "compare_runtimes: `runtimes` must be a list of runtime names"),
+        ({"rounds": 0}, "compare_runtimes: rounds must be an int >= 1, got 0"),
+        ({"repeats": 0}, "compare_runtimes: repeats must be an int >= 1, got 0"),
+        ({"num_threads": 0}, "compare_runtimes: num_threads must be an int >= 1, got 0"),
+        ({"shapes": [(1, 1, 8, 8), (2, 1, 8, 8)]}, r"compare_runtimes: every shape needs its own spatial size"),
+        ({"shapes": []}, "compare_runtimes: no shapes to time"),
+        ({"models": {}}, "compare_runtimes: no models to time"),
+    ],
+)
+def test_compare_runtimes_rejects_bad_arguments_with_a_one_line_error(kwargs, message):
+    from monai_pruning.measure import compare_runtimes
+
+    arguments = {"models": {"net": nn.Conv2d(1, 2, 3)}, "shapes": [(1, 1, 8, 8)], "runtimes": ["eager"], **kwargs}
+    with pytest.raises(ValueError, match="^" + message) as info:
+        compare_runtimes(**arguments)
+    assert "\n" not in str(info.value)
+
+
+def test_compare_runtimes_names_a_known_runtime_that_is_not_installed(monkeypatch):
+    from monai_pruning.measure import latency
+
+    monkeypatch.setattr(latency, "available_runtimes", lambda: ["eager", "torchscript"])
+    with pytest.raises(ValueError, match=r"runtime 'openvino' is not installed here; pip install -e \"\.\[deploy\]\""):
+        latency.compare_runtimes({"net": nn.Conv2d(1, 2, 3)}, [(1, 1, 8, 8)], ["eager", "openvino"])
