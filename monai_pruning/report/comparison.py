@@ -1,16 +1,20 @@
 """
 Trained models of one bundle side by side: parameters, MACs, test Dice, CPU latency and checkpoint size, each as a
-ratio to the first model (the baseline), as a terminal table, a markdown page and a PNG.
+ratio to the first model (the baseline), as a terminal table, a markdown page and a PNG; and a second table of CPU
+latency per deployment runtime (eager PyTorch, TorchScript, ONNX Runtime, OpenVINO: those installed) and input size,
+with frames per second and the speed-up over the baseline in the same runtime and size.
 
     python -m monai_pruning.report.comparison --bundle_root bundles/polyp_endoscopy_segmentation \\
         --model baseline models/model_baseline.pt eval/case_metrics.csv \\
         --model TaylorFO models/taylorfo/model.pt eval/taylorfo/case_metrics.csv \\
-        --output report
+        --output report [--latency_size 352 352] [--runtimes eager onnxruntime]
 
 writes ``summary.md``, ``summary.png`` and ``summary.json`` in ``report`` and prints the table. Every checkpoint is
 loaded into the bundle's ``network_def`` (reshaped by its pruning record) from ``configs/train.json``; config overrides
 the runs were made with go after the options, as for ``python -m monai.bundle run`` (``--roi_size "[64,64]"``). The
-test Dice is the mean row of the evaluation's ``case_metrics.csv`` (``configs/evaluate.json``).
+test Dice is the mean row of the evaluation's ``case_metrics.csv`` (``configs/evaluate.json``). Latency is timed at
+batch 1 at the training size (``example_shape``) and at every ``--latency_size``, in every runtime of ``--runtimes``
+(default: all installed; ``pip install -e ".[deploy]"`` adds ONNX Runtime and OpenVINO), in alternating rounds.
 
 The table formatting (cells with a ratio to a reference, intervals, markdown and fixed-width tables) is shared with
 the benchmark scripts, so every comparison the project prints reads the same way.
@@ -23,7 +27,6 @@ import ast
 import csv
 import json
 import os
-import statistics
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -36,12 +39,13 @@ from monai.bundle import ConfigParser
 from torch import nn
 
 from monai_pruning.engine import load_pruned_network
-from monai_pruning.measure import eager_latency, measure_complexity
+from monai_pruning.measure import RUNTIME_LATENCY, available_runtimes, compare_runtimes, measure_complexity, size_label
 from monai_pruning.report.atomic_file import atomic_write_text
 from monai_pruning.report.plots import _check_png_path, _group_colours, _save
 
 __all__ = [
     "ModelSummary",
+    "RUNTIME_LABELS",
     "bundle_network",
     "comparison_table",
     "count_cell",
@@ -54,10 +58,15 @@ __all__ = [
     "measure_models",
     "megabytes_cell",
     "milliseconds_cell",
+    "model_runtimes",
     "percent_cell",
     "plot_comparison",
     "ratio_cell",
     "read_test_dice",
+    "runtime_cell",
+    "runtime_note",
+    "runtime_speed_ups",
+    "runtime_table",
     "summary_markdown",
     "text_table",
     "write_summary",
@@ -124,6 +133,16 @@ def percent_cell(fraction: float, digits: int = 1) -> str:
     return f"{fraction:.{digits}%}"
 
 
+def runtime_cell(latency_s: float, fps: float, reference_s: float | None = None) -> str:
+    """
+    Latency in milliseconds and samples per second, with the speed-up ``reference_s / latency_s`` when a reference
+    latency is given: ``"12.3 ms, 81.3 fps (2.10x)"`` (below 1 fps, three decimals: a whole 3D volume).
+    """
+    rate = f"{fps:.1f}" if fps >= 1 else f"{fps:.3f}"
+    text = f"{latency_s * 1e3:.1f} ms, {rate} fps"
+    return text if reference_s is None else f"{text} ({ratio_cell(reference_s, latency_s)})"
+
+
 # --- tables ---------------------------------------------------------------------------------------------------------
 def _checked(header: Sequence[str], rows: Sequence[Sequence[str]], where: str) -> list[list[str]]:
     cells = [[str(cell) for cell in header]]
@@ -154,6 +173,79 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     return [render(cells[0]), "  ".join("-" * width for width in widths), *(render(line) for line in cells[1:])]
 
 
+#: how the runtimes of :data:`monai_pruning.measure.RUNTIME_LATENCY` are named in tables
+RUNTIME_LABELS = {"eager": "PyTorch eager", "torchscript": "TorchScript", "onnxruntime": "ONNX Runtime",
+                  "openvino": "OpenVINO"}
+
+#: ``{model: {runtime: {"HxW": {"latency_s": ..., "fps": ...}}}}``, as :func:`monai_pruning.measure.compare_runtimes`
+#: returns it
+RuntimeTimings = Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]
+
+
+def runtime_table(timings: RuntimeTimings) -> tuple[list[str], list[list[str]]]:
+    """
+    Header and rows of the per-runtime latency table: a row per model, a column per runtime and size the first model
+    (the baseline) was timed in, each cell :func:`runtime_cell` with the speed-up over the baseline in the same runtime
+    at the same size (a pruned model that keeps its speed-up in every runtime shows the same ratio in each column). A
+    cell the model was not timed in is empty. No columns (``([], [])``) when the baseline has no timings.
+    """
+    if not timings:
+        return [], []
+    base = next(iter(timings.values()))
+    columns = [(runtime, size) for runtime, sizes in base.items() for size in sizes]
+    if not columns:
+        return [], []
+    rows = []
+    for index, (name, runtimes) in enumerate(timings.items()):
+        cells = [name]
+        for runtime, size in columns:
+            timed = runtimes.get(runtime, {}).get(size)
+            reference = None if index == 0 else base[runtime][size]["latency_s"]
+            cells.append("" if timed is None else runtime_cell(timed["latency_s"], timed["fps"], reference))
+        rows.append(cells)
+    header = ["model", *(f"{RUNTIME_LABELS.get(runtime, runtime)} {size}" for runtime, size in columns)]
+    return header, rows
+
+
+def runtime_speed_ups(timings: RuntimeTimings) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """A copy of ``timings`` with ``"speed_up"`` in every cell: the first model's latency over this model's."""
+    base = next(iter(timings.values()), {})
+    result: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for name, runtimes in timings.items():
+        for runtime, sizes in runtimes.items():
+            for size, timed in sizes.items():
+                cell = dict(timed)
+                reference = base.get(runtime, {}).get(size)
+                if reference is not None:
+                    cell["speed_up"] = reference["latency_s"] / timed["latency_s"]
+                result.setdefault(name, {}).setdefault(runtime, {})[size] = cell
+    return result
+
+
+def runtime_note(timings: RuntimeTimings, installed: Sequence[str] | None = None) -> str:
+    """
+    One line under the runtime table: how far each runtime's output was from eager PyTorch's (largest absolute
+    difference over the models and sizes, where measured), and which runtimes are not installed here (``installed``;
+    None: :func:`monai_pruning.measure.available_runtimes`) with how to get them.
+    """
+    installed = available_runtimes() if installed is None else list(installed)
+    largest: dict[str, float] = {}
+    for runtimes in timings.values():
+        for runtime, sizes in runtimes.items():
+            for timed in sizes.values():
+                if runtime != "eager" and "max_abs_difference" in timed:
+                    largest[runtime] = max(largest.get(runtime, 0.0), timed["max_abs_difference"])
+    parts = []
+    if largest:
+        parts.append("Largest output difference from eager PyTorch: " + ", ".join(
+            f"{RUNTIME_LABELS.get(runtime, runtime)} {value:.1e}" for runtime, value in largest.items()) + ".")
+    missing = [RUNTIME_LABELS.get(runtime, runtime) for runtime in RUNTIME_LATENCY if runtime not in installed]
+    if missing:
+        parts.append(f"Not installed here, so not timed: {', '.join(missing)} (pip install -e \".[deploy]\" adds "
+                     "ONNX Runtime and OpenVINO).")
+    return " ".join(parts)
+
+
 # --- measuring ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelSummary:
@@ -170,6 +262,8 @@ class ModelSummary:
         dice: mean test Dice over the classes, or None without an evaluation.
         class_dice: test Dice per class.
         channels: output channels of every convolution, in the network's module order.
+        runtimes: CPU latency per runtime and input size at batch 1, ``{runtime: {"HxW": {"latency_s", "fps",
+            "max_abs_difference"}}}`` (:func:`monai_pruning.measure.compare_runtimes`).
     """
 
     name: str
@@ -181,6 +275,7 @@ class ModelSummary:
     dice: float | None = None
     class_dice: dict[str, float] = field(default_factory=dict)
     channels: dict[str, int] = field(default_factory=dict)
+    runtimes: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 def read_test_dice(csv_path: str | os.PathLike) -> dict[str, float]:
@@ -220,13 +315,16 @@ def measure_models(
     rounds: int = 3,
     repeats: int = 10,
     num_threads: int = 2,
+    runtimes: Sequence[str] = ("eager",),
+    latency_shapes: Sequence[Sequence[int]] = (),
 ) -> list[ModelSummary]:
     """
     Load and measure every checkpoint, in the order given (the first is the reference of every ratio).
 
-    Latency: ``rounds`` rounds, each timing every model in turn (``repeats`` passes after 2 warm-up ones, eager
-    PyTorch on the CPU, ``num_threads`` threads, batch 1), and the median of each model's round medians: a change in
-    the machine's load during the measurement hits all models alike.
+    Latency (:func:`monai_pruning.measure.compare_runtimes`): ``rounds`` rounds, each timing every model in every
+    runtime at every size in turn (``repeats`` passes after 2 warm-up ones, on the CPU, ``num_threads`` threads,
+    batch 1), and the median of each model's round medians: a change in the machine's load during the measurement
+    hits all models alike. ``latency_s`` is eager PyTorch's at ``input_shape`` (always timed).
 
     Args:
         network_def: builds a fresh, unpruned network of the bundle (each checkpoint's record reshapes it).
@@ -234,6 +332,8 @@ def measure_models(
         input_shape: ``(1, channels, *spatial)``: the input the MACs and latency are taken at.
         case_metrics: ``{name: case_metrics.csv}`` of the models' test evaluations; a model without one has no Dice.
         rounds, repeats, num_threads: the latency measurement (each >= 1).
+        runtimes: runtimes to time besides eager PyTorch (names of :data:`monai_pruning.measure.RUNTIME_LATENCY`).
+        latency_shapes: input shapes to time besides ``input_shape`` (e.g. ``(1, 3, 352, 352)``, a whole frame).
     """
     for value, name in ((rounds, "rounds"), (repeats, "repeats"), (num_threads, "num_threads")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -241,16 +341,21 @@ def measure_models(
     if not checkpoints:
         raise ValueError("measure_models: no checkpoints to measure.")
     shape = tuple(int(v) for v in input_shape)
+    shapes = {size_label(shape): shape}
+    for extra in latency_shapes:
+        extra = tuple(int(v) for v in extra)
+        if len(extra) != len(shape):
+            raise ValueError(f"measure_models: latency size {size_label(extra) or extra} has {len(extra) - 2} spatial "
+                             f"dimensions, the network's input {len(shape) - 2}.")
+        shapes.setdefault(size_label(extra), extra)
+    timed_runtimes = ["eager", *(runtime for runtime in runtimes if runtime != "eager")]
     networks: dict[str, nn.Module] = {}
     for name, path in checkpoints.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # trace warnings of an unprunable group say nothing about a loaded model
             networks[name] = load_pruned_network(network_def(), path).float().cpu()
-    times: dict[str, list[float]] = {name: [] for name in networks}
-    for _ in range(rounds):
-        for name, network in networks.items():
-            timed = eager_latency(network, shape, warmup=2, repeats=repeats, num_threads=num_threads)
-            times[name].append(timed.latency.median_s)
+    timings = compare_runtimes(networks, list(shapes.values()), timed_runtimes, rounds=rounds, repeats=repeats,
+                               num_threads=num_threads, warmup=2)
     summaries = []
     for name, network in networks.items():
         cost = measure_complexity(network, shape)
@@ -260,11 +365,12 @@ def measure_models(
             checkpoint=str(checkpoints[name]),
             params=cost.params,
             macs=cost.macs,
-            latency_s=statistics.median(times[name]),
+            latency_s=timings[name]["eager"][size_label(shape)]["latency_s"],
             checkpoint_mb=os.path.getsize(checkpoints[name]) / 2**20,
             dice=sum(class_dice.values()) / len(class_dice) if class_dice else None,
             class_dice=class_dice,
             channels=layer_channels(network),
+            runtimes=timings[name],
         ))
     return summaries
 
@@ -300,26 +406,41 @@ def comparison_table(models: Sequence[ModelSummary]) -> tuple[list[str], list[li
     return list(COMPARISON_HEADER), rows
 
 
-def _size_text(input_shape: Sequence[int]) -> str:
-    return "x".join(str(v) for v in input_shape[2:])
-
-
 def measurement_note(input_shape: Sequence[int], num_threads: int, rounds: int, repeats: int) -> str:
     """What the numbers are: the ratio convention, the input the MACs and latency are taken at, how latency is timed."""
     return (f"Ratios in brackets are to the first row (the baseline); test Dice also as a difference. MACs and CPU "
-            f"latency at batch 1, {_size_text(input_shape)}; latency: eager PyTorch, {num_threads} threads, median "
-            f"of {rounds} alternating rounds of {repeats} passes, on this machine under its load at the time.")
+            f"latency at batch 1, {size_label(input_shape)}; latency: eager PyTorch, {num_threads} threads, median "
+            f"of {rounds} rounds of {repeats} passes, every model, runtime and size in turn, on this machine under its "
+            "load at the time.")
+
+
+RUNTIME_HEADING = ("CPU latency per runtime and input size, batch 1 (in brackets: the speed-up over the first row in "
+                   "the same runtime and size):")
+
+
+def model_runtimes(models: Sequence[ModelSummary]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``{model name: its runtime timings}``, the input of :func:`runtime_table`."""
+    return {model.name: model.runtimes for model in models}
 
 
 def summary_markdown(models: Sequence[ModelSummary], title: str, notes: Sequence[str], measurement: str,
-                     image: str | None = SUMMARY_PNG) -> str:
-    """The markdown page: title, notes (one paragraph each), the table, how it was measured, the checkpoints, image."""
+                     image: str | None = SUMMARY_PNG, installed: Sequence[str] | None = None) -> str:
+    """
+    The markdown page: title, notes (one paragraph each), the table, how it was measured, the per-runtime latency
+    table with its note (when the models were timed in runtimes; ``installed`` as :func:`runtime_note`), the
+    checkpoints, the image.
+    """
     header, rows = comparison_table(models)
     lines = [f"# {title}", ""]
     for note in notes:
         lines += [note, ""]
     lines += markdown_table(header, rows)
-    lines += ["", measurement, "", "Checkpoints:", ""]
+    lines += ["", measurement]
+    runtime_header, runtime_rows = runtime_table(model_runtimes(models))
+    if runtime_header:
+        note = runtime_note(model_runtimes(models), installed)
+        lines += ["", RUNTIME_HEADING, "", *markdown_table(runtime_header, runtime_rows)] + (["", note] if note else [])
+    lines += ["", "Checkpoints:", ""]
     lines += [f"- {model.name}: `{model.checkpoint}`" for model in models]
     if image is not None:
         lines += ["", f"![test Dice against MACs, and channels per layer]({image})"]
@@ -364,14 +485,21 @@ def plot_comparison(models: Sequence[ModelSummary], path: str | os.PathLike, tit
 
 
 def write_summary(models: Sequence[ModelSummary], output_dir: str | os.PathLike, title: str,
-                  notes: Sequence[str] = (), measurement: str = "") -> dict[str, Path]:
-    """Write ``summary.md``, ``summary.png`` and ``summary.json`` (the measured values) to ``output_dir``."""
+                  notes: Sequence[str] = (), measurement: str = "",
+                  installed: Sequence[str] | None = None) -> dict[str, Path]:
+    """
+    Write ``summary.md``, ``summary.png`` and ``summary.json`` (the measured values; every runtime timing also with
+    its ``speed_up`` over the first model, and the runtime note) to ``output_dir``.
+    """
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"png": plot_comparison(models, folder / SUMMARY_PNG, title=title)}
-    paths["md"] = atomic_write_text(folder / SUMMARY_MD, summary_markdown(models, title, notes, measurement))
+    page = summary_markdown(models, title, notes, measurement, installed=installed)
+    paths["md"] = atomic_write_text(folder / SUMMARY_MD, page)
+    speed_ups = runtime_speed_ups(model_runtimes(models))
     content = {"title": title, "notes": list(notes), "measurement": measurement,
-               "models": [asdict(model) for model in models]}
+               "runtime_note": runtime_note(model_runtimes(models), installed),
+               "models": [{**asdict(model), "runtimes": speed_ups.get(model.name, {})} for model in models]}
     paths["json"] = atomic_write_text(folder / SUMMARY_JSON, json.dumps(content, indent=2) + "\n")
     return paths
 
@@ -418,16 +546,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the latency (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating latency rounds (default 3)")
     parser.add_argument("--repeats", type=int, default=10, help="timed passes per round (default 10)")
+    parser.add_argument("--runtimes", nargs="+", choices=list(RUNTIME_LATENCY), default=None,
+                        help="runtimes to time the latency in (default: all installed here; eager PyTorch always)")
+    parser.add_argument("--latency_size", nargs="+", type=int, action="append", default=[], metavar="N",
+                        help="an input size to time besides the training size, one value per spatial dimension "
+                             "(repeatable), e.g. --latency_size 352 352")
     args, rest = parser.parse_known_args(argv)
     root = Path(args.bundle_root)
     try:
         network_def, shape = bundle_network(root, args.config_file, parse_overrides(rest))
+        for size in args.latency_size:
+            if len(size) != len(shape) - 2:
+                raise ValueError(f"--latency_size {' '.join(map(str, size))}: give one value per spatial dimension "
+                                 f"({len(shape) - 2} here)")
         checkpoints = {name: root / checkpoint for name, checkpoint, _ in args.model}
         for name, path in checkpoints.items():
             if not path.is_file():
                 raise FileNotFoundError(f"no checkpoint for {name} at {path}")
         metrics = {name: root / csv_file for name, _, csv_file in args.model}
-        models = measure_models(network_def, checkpoints, shape, metrics, args.rounds, args.repeats, args.threads)
+        runtimes = args.runtimes if args.runtimes is not None else available_runtimes()
+        models = measure_models(network_def, checkpoints, shape, metrics, args.rounds, args.repeats, args.threads,
+                                runtimes=runtimes, latency_shapes=[shape[:2] + tuple(s) for s in args.latency_size])
     except (FileNotFoundError, ValueError) as err:
         parser.exit(1, f"ERROR: {err}\n")
     title = args.title or root.resolve().name
@@ -436,6 +575,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     header, rows = comparison_table(models)
     print("\n".join(text_table(header, rows)))
     print(measurement)
+    runtime_header, runtime_rows = runtime_table(model_runtimes(models))
+    if runtime_header:
+        print(f"\n{RUNTIME_HEADING}")
+        print("\n".join(text_table(runtime_header, runtime_rows)))
+        note = runtime_note(model_runtimes(models))
+        if note:
+            print(note)
     print(f"summary: {paths['md']} (figure {paths['png'].name}, values {paths['json'].name})")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,10 @@ from monai_pruning.report.comparison import (
     parse_overrides,
     percent_cell,
     read_test_dice,
+    runtime_cell,
+    runtime_note,
+    runtime_speed_ups,
+    runtime_table,
     text_table,
     write_summary,
 )
@@ -56,6 +61,42 @@ def test_markdown_and_text_tables_hold_the_same_cells_and_refuse_a_row_of_the_wr
                                         "baseline" + " " * 10 + "7.2 M", "a|b" + " " * 7 + "3.1 M (0.43x)"]
     with pytest.raises(ValueError, match="^markdown_table: row 0 has 1 cells, the header 2"):
         markdown_table(header, [["only one"]])
+
+
+def _timed(ms: float, difference: float = 0.0) -> dict:
+    return {"latency_s": ms / 1e3, "fps": 1e3 / ms, "max_abs_difference": difference}
+
+
+TIMINGS = {
+    "baseline": {"eager": {"128x128": _timed(10.0), "352x352": _timed(80.0)},
+                 "onnxruntime": {"128x128": _timed(5.0, 2e-6)}},
+    "Sauron": {"eager": {"128x128": _timed(5.0), "352x352": _timed(20.0)},
+               "onnxruntime": {"128x128": _timed(4.0, 3e-6)}},
+    "TaylorFO": {"eager": {"128x128": _timed(8.0)}},
+}
+
+
+def test_runtime_table_gives_every_runtime_and_size_with_fps_and_the_speed_up_in_the_same_runtime_and_size():
+    assert runtime_cell(0.0123, 81.3, 0.02583) == "12.3 ms, 81.3 fps (2.10x)"
+    assert runtime_cell(2.0, 0.5) == "2000.0 ms, 0.500 fps"  # a whole 3D volume: fps below 1 keeps its digits
+    header, rows = runtime_table(TIMINGS)
+    assert header == ["model", "PyTorch eager 128x128", "PyTorch eager 352x352", "ONNX Runtime 128x128"]
+    assert rows[0] == ["baseline", "10.0 ms, 100.0 fps", "80.0 ms, 12.5 fps", "5.0 ms, 200.0 fps"]
+    assert rows[1] == ["Sauron", "5.0 ms, 200.0 fps (2.00x)", "20.0 ms, 50.0 fps (4.00x)", "4.0 ms, 250.0 fps (1.25x)"]
+    assert rows[2] == ["TaylorFO", "8.0 ms, 125.0 fps (1.25x)", "", ""]  # not timed there: an empty cell
+    assert runtime_table({"baseline": {}}) == ([], []) and runtime_table({}) == ([], [])
+    speed_ups = runtime_speed_ups(TIMINGS)
+    assert speed_ups["Sauron"]["eager"]["352x352"]["speed_up"] == pytest.approx(4.0)
+    assert speed_ups["baseline"]["onnxruntime"]["128x128"] == {**TIMINGS["baseline"]["onnxruntime"]["128x128"],
+                                                               "speed_up": 1.0}
+
+
+def test_runtime_note_gives_each_runtimes_largest_output_difference_and_what_is_not_installed():
+    note = runtime_note(TIMINGS, installed=["eager", "torchscript", "onnxruntime"])
+    assert note == ("Largest output difference from eager PyTorch: ONNX Runtime 3.0e-06. Not installed here, so not "
+                    "timed: OpenVINO (pip install -e \".[deploy]\" adds ONNX Runtime and OpenVINO).")
+    assert runtime_note({"baseline": {"eager": {"8x8": _timed(1.0)}}},
+                        installed=["eager", "torchscript", "onnxruntime", "openvino"]) == ""
 
 
 def test_test_dice_is_read_per_class_from_the_mean_row(tmp_path):
@@ -93,7 +134,8 @@ def test_measured_models_carry_the_checkpoints_widths_costs_sizes_and_test_dice(
     (tmp_path / "baseline.csv").write_text("case,test_mean_dice_polyp\nmean,0.8\n")
     (tmp_path / "pruned.csv").write_text("case,test_mean_dice_polyp\nmean,0.7\n")
     models = measure_models(_unet, paths, SHAPE, {name: tmp_path / f"{name}.csv" for name in paths},
-                            rounds=1, repeats=1, num_threads=1)
+                            rounds=1, repeats=1, num_threads=1, runtimes=["torchscript"],
+                            latency_shapes=[(1, 1, 48, 40)])
     baseline, pruned = models
     assert [m.name for m in models] == ["baseline", "pruned"] and baseline.dice == 0.8 and pruned.dice == 0.7
     assert baseline.macs == measure_complexity(_unet(), SHAPE).macs and pruned.macs < baseline.macs
@@ -101,6 +143,12 @@ def test_measured_models_carry_the_checkpoints_widths_costs_sizes_and_test_dice(
     assert pruned.checkpoint_mb == paths["pruned"].stat().st_size / 2**20 and pruned.latency_s > 0
     assert list(pruned.channels) == list(baseline.channels)  # the same convolutions, in the same order
     assert sum(pruned.channels.values()) < sum(baseline.channels.values())
+    # eager always, then the runtimes asked for; the training size first, then the other sizes
+    assert {name: list(sizes) for name, sizes in pruned.runtimes.items()} == {"eager": ["32x32", "48x40"],
+                                                                             "torchscript": ["32x32", "48x40"]}
+    assert pruned.latency_s == pruned.runtimes["eager"]["32x32"]["latency_s"]
+    with pytest.raises(ValueError, match="^measure_models: latency size 48 has 1 spatial dimensions, the network's"):
+        measure_models(_unet, paths, SHAPE, latency_shapes=[(1, 1, 48)])
 
 
 def _summary(name: str, params: int, macs: int, dice: float, latency_s: float, megabytes: float) -> ModelSummary:
@@ -130,7 +178,7 @@ def test_overrides_are_id_value_pairs_read_as_python_literals_where_they_are_one
         parse_overrides(["--roi_size"])
 
 
-def test_the_command_line_measures_bundle_checkpoints_with_the_runs_overrides(tmp_path, capsys):
+def test_the_command_line_measures_bundle_checkpoints_with_the_runs_overrides(tmp_path, capsys, monkeypatch):
     root = tmp_path / "bundle"
     shutil.copytree(REPO / "bundles" / "polyp_endoscopy_segmentation" / "configs", root / "configs")
     overrides = ["--roi_size", "[32,32]", "--network_def#filters", "[4,8,8,16,16]"]
@@ -144,10 +192,24 @@ def test_the_command_line_measures_bundle_checkpoints_with_the_runs_overrides(tm
     (root / "eval" / "case_metrics.csv").write_text("case,test_mean_dice_polyp\nmean,0.5\n")
     arguments = ["--bundle_root", str(root), "--model", "baseline", "models/model.pt", "eval/case_metrics.csv",
                  "--rounds", "1", "--repeats", "1", "--threads", "1"]
-    main(arguments + overrides)
+    monkeypatch.setattr("monai_pruning.report.comparison.available_runtimes", lambda: ["eager", "torchscript"])
+    main(arguments + ["--latency_size", "64", "48"] + overrides)  # default runtimes: those installed
     output = capsys.readouterr().out
     assert output.splitlines()[2].startswith("baseline") and "batch 1, 32x32" in output
+    header = r"^model +PyTorch eager 32x32 +PyTorch eager 64x48 +TorchScript 32x32 +TorchScript 64x48$"
+    assert re.search(header, output, re.MULTILINE)
+    assert re.search(r"^baseline +[\d.]+ ms, [\d.]+ fps ", output, re.MULTILINE)
+    assert "Not installed here, so not timed: ONNX Runtime, OpenVINO" in output
     assert (root / "report" / "summary.md").is_file() and (root / "report" / "summary.png").is_file()
+    page = (root / "report" / "summary.md").read_text()
+    assert "| model | PyTorch eager 32x32 | PyTorch eager 64x48 | TorchScript 32x32 | TorchScript 64x48 |" in page
+    summary = json.loads((root / "report" / "summary.json").read_text())
+    assert summary["runtime_note"].startswith("Largest output difference from eager PyTorch: TorchScript ")
+    timed = summary["models"][0]["runtimes"]["torchscript"]["64x48"]
+    assert timed["speed_up"] == 1.0 and timed["fps"] == pytest.approx(1 / timed["latency_s"])
+    with pytest.raises(SystemExit):
+        main(arguments + ["--latency_size", "352"] + overrides)
+    assert capsys.readouterr().err == "ERROR: --latency_size 352: give one value per spatial dimension (2 here)\n"
     with pytest.raises(SystemExit) as stop:
         main(arguments[:3] + ["missing", "models/none.pt", "eval/case_metrics.csv"] + overrides)
     assert stop.value.code == 1
