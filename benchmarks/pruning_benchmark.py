@@ -20,8 +20,9 @@ and its first vs last epoch times.  Ratios are against the baseline.  Writes ``r
 
 Deployment runtimes: every model's CPU latency at batch 1 with ``--threads`` threads in eager PyTorch, TorchScript,
 ONNX Runtime and OpenVINO (those installed: ``pip install -e ".[deploy]"``), at the training size and at every
-``--runtime_size`` (default 352x352 for a 2D bundle, the polyp frames of the TaylorFO paper), with frames per second
-and the speed-up over the baseline in the same runtime, in a table of its own.
+``--runtime_size`` (default 352x352 for a 2D bundle, the polyp frames of the TaylorFO paper), every model, runtime and
+size in turn over ``--rounds`` alternating rounds, with frames per second and the speed-up over the baseline in the
+same runtime, in a table of its own (the comparison report's format).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from monai_pruning.handlers import SauronPruning  # noqa: E402
 from monai_pruning.measure import (  # noqa: E402
     RUNTIME_LATENCY,
     available_runtimes,
+    compare_runtimes,
     measure_complexity,
     measure_latency,
     peak_inference_memory_mb,
@@ -67,6 +69,8 @@ from monai_pruning.report.comparison import (  # noqa: E402
     milliseconds_cell,
     percent_cell,
     ratio_cell,
+    runtime_note,
+    runtime_table,
 )
 
 
@@ -231,52 +235,19 @@ def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, thread
             "compiled": compile, "warmup_extra_s": warmup_s[True] - warmup_s[False]}
 
 
-def size_label(shape: tuple[int, ...]) -> str:
-    """``(1, 3, 352, 352)`` -> ``"352x352"``: the spatial size a runtime latency was taken at."""
-    return "x".join(str(v) for v in shape[2:])
-
-
-def runtime_latencies(model: torch.nn.Module, shapes: list[tuple[int, ...]], runtimes: list[str], repeats: int,
-                      threads: int) -> dict[str, dict[str, dict[str, float]]]:
-    """``{runtime: {size: {"latency_s", "fps"}}}`` of ``model`` at every shape (batch 1), one runtime after another."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for runtime in runtimes:
-        for shape in shapes:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                timed = RUNTIME_LATENCY[runtime](model, shape, repeats=repeats, num_threads=threads)
-            table.setdefault(runtime, {})[size_label(shape)] = {"latency_s": timed.latency.median_s,
-                                                                "fps": timed.frames_per_second}
-    return table
-
-
-RUNTIME_LABELS = {"eager": "PyTorch eager", "torchscript": "TorchScript", "onnxruntime": "ONNX Runtime",
-                  "openvino": "OpenVINO"}
-
-
-def runtime_table(results: dict[str, dict[str, Any]]) -> list[str]:
+def runtime_lines(results: dict[str, dict[str, Any]], threads: int) -> list[str]:
     """
-    Per model, runtime and size: median CPU latency, frames per second and speed-up over the baseline in the same
-    runtime at the same size (a pruned model that keeps its speed-up in every runtime shows the same ratio in each).
+    The per-runtime latency table of the measured models (the baseline first: every speed-up is over it, in the same
+    runtime and size) with its heading and note, in the comparison report's format; no lines without timings.
     """
-    base = results["baseline"].get("runtimes", {})
-    columns = [(runtime, size) for runtime, sizes in base.items() for size in sizes]
-    if not columns:
+    ordered = {"baseline": results["baseline"], **results} if "baseline" in results else results
+    timings = {LABELS.get(method, method): r["runtimes"] for method, r in ordered.items() if r.get("runtimes")}
+    header, rows = runtime_table(timings)
+    if not header:
         return []
-    rows = []
-    for method, r in results.items():
-        cells = [LABELS.get(method, method)]
-        for runtime, size in columns:
-            timed = r.get("runtimes", {}).get(runtime, {}).get(size)
-            if timed is None:
-                cells.append("")
-                continue
-            cell = f"{milliseconds_cell(timed['latency_s'])}, {timed['fps']:.1f} fps"
-            if method != "baseline":
-                cell += f" ({ratio_cell(base[runtime][size]['latency_s'], timed['latency_s'])})"
-            cells.append(cell)
-        rows.append(cells)
-    return markdown_table(["model", *(f"{RUNTIME_LABELS.get(r, r)} {size}" for r, size in columns)], rows)
+    note = runtime_note(timings)
+    return ["", f"CPU latency per runtime, batch 1, {threads} threads (in brackets: the speed-up over the baseline in "
+            "the same runtime and size):", "", *markdown_table(header, rows), *(["", note] if note else [])]
 
 
 def history_rows(root: Path) -> list[dict[str, Any]]:
@@ -352,7 +323,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the bundle's)")
     parser.add_argument("--finetune_epochs", type=int, default=None, help="TaylorFO fine-tuning epochs")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="timed passes per latency (the per-runtime table: split over --rounds rounds)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of the per-runtime latency (every model, runtime and size in turn)")
     parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo", "baseline_ft", *PEERS])
     parser.add_argument("--set", dest="all_set", action="append", default=[], metavar="ID=VALUE",
                         help="config override for every run and evaluation (repeatable), e.g. --set demo_cases=48")
@@ -452,11 +426,13 @@ def main() -> None:
     sizes = args.runtime_size if args.runtime_size is not None else (["352x352"] if len(shape) == 4 else [])
     runtime_shapes = [shape] + [(1, in_channels, *(int(v) for v in size.split("x"))) for size in sizes]
     runtimes = args.runtimes or available_runtimes()
+    models: dict[str, torch.nn.Module] = {}
     for method, root in roots.items():
         per_class = class_dice(root / "eval" / "case_metrics.csv")
         results[method].update(dice=mean_dice(per_class), class_dice=per_class)
         checkpoint = root / "models" / "model.pt"
         model = load_model(str(source), str(checkpoint))
+        models[method] = model
         complexity = measure_complexity(model, shape)
         latency = measure_latency(model, shape, repeats=args.repeats, num_threads=args.threads)
         scripted = work / f"{method}.ts"
@@ -466,7 +442,6 @@ def main() -> None:
         memory = peak_inference_memory_mb(str(scripted), shape, num_threads=args.threads)
         results[method].update(params=complexity.params, macs=complexity.macs, latency_s=latency.median_s,
                                checkpoint_mb=os.path.getsize(checkpoint) / 2**20, peak_memory_mb=memory)
-        results[method]["runtimes"] = runtime_latencies(model, runtime_shapes, runtimes, args.repeats, args.threads)
         if method == "baseline":
             narrowest = narrowest_network(source, args.floor_channels, shape)
             results[method].update(
@@ -483,6 +458,10 @@ def main() -> None:
             results[method]["first_epochs_s"] = sum(times[:2]) / 2
             results[method]["last_epochs_s"] = sum(times[-2:]) / 2
 
+    timings = compare_runtimes(models, runtime_shapes, runtimes, rounds=args.rounds,
+                               repeats=max(1, args.repeats // args.rounds), num_threads=args.threads)
+    for method, timed in timings.items():
+        results[method]["runtimes"] = timed
     if "sauron" in results:
         results["sauron"].update(
             sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
@@ -492,11 +471,7 @@ def main() -> None:
         print(f"{work / 'results.json'} written; no baseline run in {work} for the tables: copy one in (a folder "
               "'baseline') and run again with --methods baseline ... --measure_only")
         return
-    lines = markdown_tables(results)
-    deploy = runtime_table(results)
-    if deploy:
-        lines += ["", f"CPU latency per runtime, batch 1, {args.threads} threads (speed-up over the baseline in the "
-                  "same runtime):", "", *deploy]
+    lines = markdown_tables(results) + runtime_lines(results, args.threads)
     (work / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -87,18 +87,21 @@ def test_narrowest_network_leaves_every_prunable_group_at_the_floor_and_still_ru
     assert network.eval()(torch.zeros(shape)).shape == (1, 2, 64, 64)
 
 
-def test_runtime_table_gives_every_runtime_and_size_with_fps_and_the_speed_up_in_the_same_runtime(bench):
+def test_runtime_lines_put_the_baseline_first_and_give_each_runtime_and_size_with_the_speed_up_over_it(bench):
     def timed(ms: float) -> dict:
-        return {"latency_s": ms / 1e3, "fps": 1e3 / ms}
+        return {"latency_s": ms / 1e3, "fps": 1e3 / ms, "max_abs_difference": 1e-6}
 
-    results = {
-        "baseline": _row(100, 1e6, 0.8, 0.01, runtimes={"eager": {"128x128": timed(10.0), "352x352": timed(80.0)},
-                                                        "onnxruntime": {"128x128": timed(5.0)}}),
+    results = {  # the runs in the order --methods named them: the baseline need not come first
         "sauron": _row(10, 1e5, 0.79, 0.005, runtimes={"eager": {"128x128": timed(5.0), "352x352": timed(20.0)},
                                                        "onnxruntime": {"128x128": timed(4.0)}}),
+        "baseline": _row(100, 1e6, 0.8, 0.01, runtimes={"eager": {"128x128": timed(10.0), "352x352": timed(80.0)},
+                                                        "onnxruntime": {"128x128": timed(5.0)}}),
     }
-    lines = bench.runtime_table(results)
-    assert lines[0] == "| model | PyTorch eager 128x128 | PyTorch eager 352x352 | ONNX Runtime 128x128 |"
-    assert lines[2] == "| baseline | 10.0 ms, 100.0 fps | 80.0 ms, 12.5 fps | 5.0 ms, 200.0 fps |"
-    assert lines[3] == "| Sauron | 5.0 ms, 200.0 fps (2.00x) | 20.0 ms, 50.0 fps (4.00x) | 4.0 ms, 250.0 fps (1.25x) |"
-    assert bench.runtime_table({"baseline": _row(100, 1e6, 0.8, 0.01)}) == []
+    lines = bench.runtime_lines(results, threads=2)
+    assert lines[1].startswith("CPU latency per runtime, batch 1, 2 threads")
+    table = lines[3:7]
+    assert table[0] == "| model | PyTorch eager 128x128 | PyTorch eager 352x352 | ONNX Runtime 128x128 |"
+    assert table[2] == "| baseline | 10.0 ms, 100.0 fps | 80.0 ms, 12.5 fps | 5.0 ms, 200.0 fps |"
+    assert table[3] == "| Sauron | 5.0 ms, 200.0 fps (2.00x) | 20.0 ms, 50.0 fps (4.00x) | 4.0 ms, 250.0 fps (1.25x) |"
+    assert lines[-1].startswith("Largest output difference from eager PyTorch: ONNX Runtime 1.0e-06.")
+    assert bench.runtime_lines({"baseline": _row(100, 1e6, 0.8, 0.01)}, threads=2) == []
