@@ -28,9 +28,12 @@ Methods per seed (E = ``--epochs``, F = ``--finetune_epochs``), each with its sa
   many epochs as TaylorFO pruned, then fine-tuned to F epochs (``benchmarks/prune_torch_pruning.json``).
 
 ``--report`` then measures every finished run: test Dice per frame (``evaluate.json``), MACs and parameters at the
-training size, CPU latency at batch 1 (``--threads`` threads) at the training size and at 352x352, timed in
-alternating rounds against a dense network of equal MACs (uniformly narrower widths), and the mean paired per-frame
-Dice difference against the same-seed reference with a 95% bootstrap interval over seeds and frames. It writes
+training size, CPU latency at batch 1 (``--threads`` threads) at the training size and at 352x352 in every runtime of
+``--runtimes`` (eager PyTorch, TorchScript, ONNX Runtime, OpenVINO: those installed), timed in alternating rounds
+against a dense network of equal MACs (uniformly narrower widths), and the mean paired per-frame Dice difference
+against the same-seed reference with a 95% bootstrap interval over seeds and frames. A run's ``fps_352``,
+``latency_s`` and ``latency_352_s`` are in its fastest runtime at 352x352 (``runtime``), and so is
+``pruned_over_dense_352``; ``runtimes`` holds every runtime and size. It writes
 ``benchmark_polypgen.json``, ``.md`` and ``.png`` to ``--work`` (and to the bundle's ``docs/`` with ``--docs``).
 """
 
@@ -41,7 +44,6 @@ import ast
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -63,8 +65,21 @@ from pruning_benchmark import cli_overrides, dense_equivalent, history_rows, loa
 
 from monai_pruning.data import prepare_task_data  # noqa: E402
 from monai_pruning.handlers.feature_map_comparison import networks_from_checkpoints, write_feature_map_comparison  # noqa: E402,E501
-from monai_pruning.measure import measure_complexity, measure_latency  # noqa: E402
-from monai_pruning.report.comparison import interval_cell, markdown_table, percent_cell  # noqa: E402
+from monai_pruning.measure import (  # noqa: E402
+    RUNTIME_LATENCY,
+    available_runtimes,
+    compare_runtimes,
+    measure_complexity,
+    size_label,
+)
+from monai_pruning.report.comparison import (  # noqa: E402
+    RUNTIME_LABELS,
+    interval_cell,
+    markdown_table,
+    percent_cell,
+    runtime_note,
+    runtime_table,
+)
 from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, paired_differences, read_case_scores  # noqa: E402
 
 BUNDLE = "polyp_endoscopy_segmentation"
@@ -266,33 +281,56 @@ def training_setting(name: str, overrides: list[str]) -> Any:
     return training_config(overrides).get_parsed_content(name)
 
 
-def alternating_latency(models: list[torch.nn.Module], shape: tuple[int, ...], rounds: int, repeats: int,
-                        threads: int) -> list[float]:
-    """Median latency of each model, timed in alternating rounds so that drifts of the machine's load hit all alike."""
-    times: list[list[float]] = [[] for _ in models]
-    for _ in range(rounds):
-        for index, model in enumerate(models):
-            times[index].append(measure_latency(model, shape, repeats=repeats, num_threads=threads).median_s)
-    return [statistics.median(t) for t in times]
-
-
 def measure_run(run: RunFolder, base_macs: int | None, shape: tuple[int, ...], args: argparse.Namespace) -> dict:
+    """
+    Parameters, MACs and checkpoint size of a run's final model; its CPU latency in every runtime at the training
+    size and at 352x352, and, for a pruned model, that of the dense network of equal MACs, timed alternating with it.
+    """
     model = load_model(str(SOURCE), str(run.model))
     complexity = measure_complexity(model, shape)
     deploy_shape = (1, shape[1], *DEPLOY_SIZE)
     row: dict[str, Any] = {"params": complexity.params, "macs": complexity.macs,
                            "checkpoint_mb": os.path.getsize(run.model) / 2**20}
-    models = [model]
+    models = {"model": model}
     if base_macs is not None and complexity.macs < base_macs:
-        dense, _ = dense_equivalent(SOURCE, measure_complexity(model, deploy_shape).macs, deploy_shape)
-        models.append(dense)
-    latency_train = alternating_latency([model], shape, args.rounds, args.repeats, args.threads)[0]
-    latency_deploy = alternating_latency(models, deploy_shape, args.rounds, args.repeats, args.threads)
-    row.update(latency_s=latency_train, latency_352_s=latency_deploy[0], runtime="pytorch-eager",
-               fps_352=1.0 / latency_deploy[0])
-    if len(latency_deploy) == 2:
-        row["pruned_over_dense_352"] = latency_deploy[0] / latency_deploy[1]
+        models["dense"], _ = dense_equivalent(SOURCE, measure_complexity(model, deploy_shape).macs, deploy_shape)
+    runtimes = args.runtimes or available_runtimes()
+    timings = compare_runtimes(models, [shape, deploy_shape], runtimes, rounds=args.rounds, repeats=args.repeats,
+                               num_threads=args.threads)
+    train, deploy = size_label(shape), size_label(deploy_shape)
+    mine = timings["model"]
+    if "dense" in timings:
+        for runtime, sizes in mine.items():
+            for size, timed in sizes.items():
+                timed["pruned_over_dense"] = timed["latency_s"] / timings["dense"][runtime][size]["latency_s"]
+    fastest = min(mine, key=lambda runtime: mine[runtime][deploy]["latency_s"])
+    row.update(latency_s=mine[fastest][train]["latency_s"], latency_352_s=mine[fastest][deploy]["latency_s"],
+               runtime=fastest, fps_352=mine[fastest][deploy]["fps"], runtimes=mine)
+    if "dense" in timings:
+        row["pruned_over_dense_352"] = mine[fastest][deploy]["pruned_over_dense"]
     return row
+
+
+def mean_runtimes(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """
+    ``{runtime: {size: {"latency_s", "fps"[, "pruned_over_dense"]}}}``: the runs' mean latency (fps at that mean, batch
+    1) and mean pruned / dense ratio, per runtime and size, over the runs that were timed there.
+    """
+    cells: dict[str, dict[str, list[dict]]] = {}
+    for run in runs:
+        for runtime, sizes in run.get("runtimes", {}).items():
+            for size, timed in sizes.items():
+                cells.setdefault(runtime, {}).setdefault(size, []).append(timed)
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for runtime, sizes in cells.items():
+        for size, timed in sizes.items():
+            latency = float(np.mean([t["latency_s"] for t in timed]))
+            cell = {"latency_s": latency, "fps": 1.0 / latency}
+            ratios = [t["pruned_over_dense"] for t in timed if "pruned_over_dense" in t]
+            if ratios:
+                cell["pruned_over_dense"] = float(np.mean(ratios))
+            result.setdefault(runtime, {})[size] = cell
+    return result
 
 
 def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]], plans: dict[str, Plan],
@@ -310,6 +348,8 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
             "test_dice_per_centre": {c: float(np.mean([group_means(scores[(s, method)], centres)[c] for s in seeds]))
                                      for c in sorted(set(centres.values()))},
             "fps_352": float(np.mean([r["fps_352"] for r in mine])),
+            "runtime": "/".join(sorted({r.get("runtime", "eager") for r in mine})),
+            "runtimes": mean_runtimes(mine),
         }
         ratios = [r["pruned_over_dense_352"] for r in mine if "pruned_over_dense_352" in r]
         if ratios:
@@ -327,7 +367,7 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
 
 def markdown(result: dict) -> str:
     header = ["method", "reference", "seeds", "MACs removed", "test Dice", "Dice vs reference [95% CI]",
-              "pruned / dense (352)", "frames/s (352)"]
+              "pruned / dense (352)", "frames/s (352, fastest runtime)"]
     rows = []
     for method, s in result["summary"].items():
         versus = s.get("dice_vs_reference")
@@ -339,7 +379,7 @@ def markdown(result: dict) -> str:
             f"{s['test_dice']:.4f}",
             interval_cell(versus["mean"], versus["low"], versus["high"]) if versus else "(reference)",
             f"{s['pruned_over_dense_352']:.2f}" if "pruned_over_dense_352" in s else "",
-            f"{s['fps_352']:.1f}",
+            f"{s['fps_352']:.1f} ({', '.join(RUNTIME_LABELS.get(r, r) for r in s['runtime'].split('/'))})",
         ])
     centres = sorted({c for s in result["summary"].values() for c in s["test_dice_per_centre"]})
     per_centre = [[method, *(f"{s['test_dice_per_centre'][c]:.3f}" for c in centres)]
@@ -348,6 +388,14 @@ def markdown(result: dict) -> str:
              f"{result['resolution'][1]}; Dice vs reference: mean paired per-frame difference against the same-seed "
              "reference, 95% bootstrap interval over seeds and frames.", "",
              *markdown_table(header, rows), "", *markdown_table(["method", *centres], per_centre)]
+    timings = {method: s["runtimes"] for method, s in result["summary"].items() if s.get("runtimes")}
+    runtime_header, runtime_rows = runtime_table(timings)
+    if runtime_header:
+        lines += ["", f"CPU latency per runtime, batch 1, {result.get('threads', 2)} threads, mean over seeds (in "
+                  "brackets: the speed-up over the first row in the same runtime and size):", "",
+                  *markdown_table(runtime_header, runtime_rows)]
+        note = result.get("runtime_note", "")
+        lines += ["", note] if note else []
     return "\n".join(lines) + "\n"
 
 
@@ -435,6 +483,7 @@ def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split
               "threads": args.threads, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
               "empty_frames": "Dice 1 when nothing is predicted, 0 for any predicted polyp (ignore_empty=false)",
               "runs": rows, "summary": summarise(rows, scores, plans, centres, args.resamples)}
+    result["runtime_note"] = runtime_note({f"{r['seed']}/{r['method']}": r["runtimes"] for r in rows})
     return result
 
 
@@ -459,6 +508,8 @@ def main() -> None:
     parser.add_argument("--docs", action="store_true", help="with --report: also write the results into the "
                                                             "bundle's docs/ (benchmark_polypgen.json/.md/.png)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating latency rounds")
+    parser.add_argument("--runtimes", nargs="+", default=None, choices=list(RUNTIME_LATENCY),
+                        help="runtimes to time every model in (default: all installed here)")
     parser.add_argument("--repeats", type=int, default=10, help="timed passes per latency round")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
     args = parser.parse_args()

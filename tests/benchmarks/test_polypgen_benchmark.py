@@ -145,3 +145,64 @@ def test_summary_pairs_each_method_with_its_same_seed_reference_over_seeds_and_f
     assert set(summary["sauron"]["test_dice_per_centre"]) == {"C1", "C2"}
     table = bench.markdown({"test_frames": 40, "resolution": [128, 128], "summary": summary})
     assert "| sauron | baseline | 3 | 90.0% |" in table and "-0.0500 [-0.0500, -0.0500]" in table
+
+
+def test_a_run_is_timed_in_every_runtime_and_reports_its_fastest_with_the_dense_ratio_in_that_runtime(
+    bench, tmp_path, monkeypatch
+):
+    import argparse
+
+    import torch
+    from monai.networks.nets import DynUNet
+
+    def tiny(filters: list[int]) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return DynUNet(2, 3, 2, [3, 3, 3], [1, 2, 2], [2, 2], filters=filters, norm_name="instance")
+
+    run = bench.RunFolder(tmp_path, bench.method_plans(2, 2)["taylorfo"], 0)
+    run.model.parent.mkdir(parents=True)
+    run.model.write_bytes(b"0" * 1024)
+    dense_calls = []
+
+    def dense(source, macs, shape):
+        dense_calls.append((macs, shape))
+        return tiny([6, 12, 12]), 0.75
+
+    monkeypatch.setattr(bench, "load_model", lambda bundle, checkpoint: tiny([4, 8, 8]))
+    monkeypatch.setattr(bench, "dense_equivalent", dense)
+    monkeypatch.setattr(bench, "DEPLOY_SIZE", (48, 48))  # the 352x352 frame, smaller
+    args = argparse.Namespace(runtimes=["eager", "torchscript"], rounds=2, repeats=2, threads=1)
+    row = bench.measure_run(run, 10**12, (1, 3, 32, 32), args)
+    assert dense_calls[0][1] == (1, 3, 48, 48)  # equal MACs at the deployment size
+    assert list(row["runtimes"]) == ["eager", "torchscript"]
+    fastest = min(row["runtimes"], key=lambda name: row["runtimes"][name]["48x48"]["latency_s"])
+    timed = row["runtimes"][fastest]
+    assert row["runtime"] == fastest and row["fps_352"] == timed["48x48"]["fps"]
+    assert row["latency_352_s"] == timed["48x48"]["latency_s"] and row["latency_s"] == timed["32x32"]["latency_s"]
+    assert row["pruned_over_dense_352"] == timed["48x48"]["pruned_over_dense"] > 0
+    assert all("pruned_over_dense" in cell for sizes in row["runtimes"].values() for cell in sizes.values())
+    baseline = bench.measure_run(run, None, (1, 3, 32, 32), args)  # nothing to compare a baseline with
+    assert "pruned_over_dense_352" not in baseline and len(dense_calls) == 1
+
+
+def test_the_report_tables_every_runtime_as_the_mean_over_seeds_with_the_speed_up_over_the_baseline(bench):
+    plans = bench.method_plans(2, 2)
+    rng = np.random.default_rng(1)
+    scores, rows = {}, []
+    for seed, (base_ms, pruned_ms) in enumerate([(10.0, 4.0), (14.0, 6.0)]):
+        for method, ms, removed in (("baseline", base_ms, 0.0), ("sauron", pruned_ms, 0.5)):
+            scores[(seed, method)] = _scores(rng, 0.0)
+            timed = {"latency_s": ms / 1e3, "fps": 1e3 / ms}
+            rows.append({"method": method, "seed": seed, "macs_removed": removed, "fps_352": 1e3 / ms,
+                         "runtime": "onnxruntime", "test_dice": 0.7,
+                         "runtimes": {"onnxruntime": {"352x352": {**timed, "pruned_over_dense": 1.1}}}})
+    centres = {f"f{i}": "C1" for i in range(40)}
+    summary = bench.summarise(rows, scores, plans, centres, resamples=50)
+    assert summary["sauron"]["runtime"] == "onnxruntime"
+    assert summary["sauron"]["runtimes"]["onnxruntime"]["352x352"]["latency_s"] == pytest.approx(0.005)
+    assert summary["sauron"]["runtimes"]["onnxruntime"]["352x352"]["pruned_over_dense"] == pytest.approx(1.1)
+    table = bench.markdown({"test_frames": 40, "resolution": [128, 128], "threads": 2, "summary": summary,
+                            "runtime_note": "Not installed here, so not timed: OpenVINO."})
+    assert "| baseline | 12.0 ms, 83.3 fps |" in table and "| sauron | 5.0 ms, 200.0 fps (2.40x) |" in table
+    assert "| 208.3 (ONNX Runtime) |" in table  # frames/s at 352x352 in the fastest runtime, mean over seeds
+    assert table.rstrip().endswith("Not installed here, so not timed: OpenVINO.")
