@@ -452,7 +452,8 @@ def compare_runtimes(
         if runtime not in RUNTIME_LATENCY:
             raise ValueError(f"{where}: unknown runtime {runtime!r}; choose from {', '.join(RUNTIME_LATENCY)}.")
         if runtime not in installed:
-            raise ValueError(f"{where}: runtime {runtime!r} is not installed here; pip install -e \".[deploy]\" adds it.")
+            raise ValueError(f"{where}: runtime {runtime!r} is not installed here; "
+                             'pip install -e ".[deploy]" adds it.')
     if not names or not shapes:
         raise ValueError(f"{where}: no {'runtimes' if not names else 'shapes'} to time.")
     checked = [validate_shape(shape, where) for shape in shapes]
