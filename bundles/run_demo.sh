@@ -3,7 +3,8 @@
 # dataset's layout): train the unpruned baseline; prune it with TaylorFO (fine-tuning from the baseline); train a
 # Sauron-pruned network from scratch on a short demo schedule; evaluate all three on the held-out test split; segment
 # the demo images with the TaylorFO-pruned network; compare the three (parameters, MACs, test Dice, CPU latency,
-# checkpoint size, as ratios to the baseline) in the terminal and as a page with a figure in report/.
+# checkpoint size, as ratios to the baseline; CPU latency and frames per second in every installed runtime: eager
+# PyTorch, TorchScript, ONNX Runtime, OpenVINO) in the terminal and as a page with a figure in report/.
 #
 #   bash bundles/run_demo.sh <bundle folder name> [monai.bundle overrides for every run, e.g. --demo_cases 40]
 #
@@ -34,6 +35,7 @@ case "$name" in
         sauron=(--sauron#tau_start 0.3 --sauron#tau_max 0.5 --sauron#patience 1 --sauron#plateau_tolerance 0.2
                 --sauron#target_macs_reduction 0.5)
         sauron_text="20 epochs from scratch, thresholds from 0.3 (the paper's highest) to 0.5, raised after 1 epoch within 20% of the best loss, stop at 50% of MACs removed"
+        latency_sizes=(--latency_size 352 352)  # whole polyp frames besides the training crops
         ;;
     kidney_ct_segmentation | brain_mri_segmentation)
         baseline=(--num_epochs 40)
@@ -43,6 +45,7 @@ case "$name" in
         sauron=(--num_epochs 40 --sauron#tau_start 0.3 --sauron#tau_max 0.5 --sauron#patience 1
                 --sauron#plateau_tolerance 0.2 --sauron#target_macs_reduction 0.5)
         sauron_text="40 epochs from scratch, thresholds from 0.3 (the paper's highest) to 0.5, raised after 1 epoch within 20% of the best loss, stop at 50% of MACs removed"
+        latency_sizes=()  # the training size only
         ;;
     *)
         echo "ERROR: no demo schedule for bundle '$name' in $0" >&2
@@ -104,8 +107,10 @@ phase 5 "segmenting the demo images with the TaylorFO-pruned model (copied to mo
 cp models/taylorfo/model.pt models/model.pt
 python -m monai.bundle run --config_file configs/inference.json --meta_file configs/metadata.json "${logging[@]}"
 
-phase 6 "comparing the three models (CPU latency is timed now, on this machine)"
+phase 6 "comparing the three models (CPU latency is timed now, on this machine, in every installed runtime)"
+# 3 alternating rounds of 5 timed passes per model, runtime and size; the ONNX export of each model takes much of it
 python -m monai_pruning.report.comparison --bundle_root . --output report --title "$name: demo comparison" \
+    --rounds 3 --repeats 5 "${latency_sizes[@]}" \
     --model baseline models/model_baseline.pt eval/case_metrics.csv \
     --model TaylorFO models/taylorfo/model.pt eval/taylorfo/case_metrics.csv \
     --model "Sauron (demo schedule)" models/sauron/model.pt eval/sauron/case_metrics.csv \
