@@ -85,6 +85,7 @@ from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, pai
 BUNDLE = "polyp_endoscopy_segmentation"
 SOURCE = REPO / "bundles" / BUNDLE
 DEPLOY_SIZE = (352, 352)
+REAL_DATA_RECIPE = "real_data.json"  # the bundle's training recipe for real frames, chosen on PolypGen validation
 
 
 @dataclass(frozen=True)
@@ -100,23 +101,33 @@ class Plan:
     macs_of: str | None = None  # a pruned run whose final MACs (and, for a peer, pruning epochs) this run matches
     overrides: tuple[str, ...] = ()
     peer: bool = False
+    recipe: tuple[str, ...] = ()  # overlays on train.json in every run of the benchmark, evaluation included
+
+    @property
+    def evaluation_configs(self) -> tuple[str, ...]:
+        return ("train.json", *self.recipe, "evaluate.json")
 
     @property
     def needs(self) -> tuple[str, ...]:
         return tuple(n for n in (self.starts_from, self.architecture_of, self.macs_of) if n is not None)
 
 
-def method_plans(epochs: int, finetune_epochs: int) -> dict[str, Plan]:
-    """Every method the benchmark knows, in an order where each run comes after the runs it needs."""
-    finetune = ("train.json", "prune_taylorfo.json")
+def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()) -> dict[str, Plan]:
+    """
+    Every method the benchmark knows, in an order where each run comes after the runs it needs. ``recipe``: config
+    files of the bundle's ``configs/`` laid over ``train.json`` in every run (the training recipe for real frames),
+    before the method's own overlays.
+    """
+    train = ("train.json", *recipe)
+    finetune = train + ("prune_taylorfo.json",)
     peer = finetune + ("finetune_dense.json", "prune_torch_pruning.json")
     plans = [
-        Plan("baseline", ("train.json",), epochs, "baseline"),
+        Plan("baseline", train, epochs, "baseline"),
         Plan("baseline_long", finetune + ("finetune_dense.json",), finetune_epochs, "baseline_long", "baseline"),
-        Plan("sauron", ("train.json", "prune_sauron.json"), epochs, "baseline"),
+        Plan("sauron", train + ("prune_sauron.json",), epochs, "baseline"),
         Plan("taylorfo", finetune, finetune_epochs, "baseline_long", "baseline"),
-        Plan("scratch_sauron", ("train.json", "scratch_pruned.json"), epochs, "baseline", architecture_of="sauron"),
-        Plan("scratch_taylorfo", ("train.json", "scratch_pruned.json"), epochs + finetune_epochs, "baseline_long",
+        Plan("scratch_sauron", train + ("scratch_pruned.json",), epochs, "baseline", architecture_of="sauron"),
+        Plan("scratch_taylorfo", train + ("scratch_pruned.json",), epochs + finetune_epochs, "baseline_long",
              architecture_of="taylorfo"),
         Plan("random", finetune, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--taylorfo#criterion", "random", "--taylorfo#macs_normalize", "False",
@@ -126,7 +137,7 @@ def method_plans(epochs: int, finetune_epochs: int) -> dict[str, Plan]:
         Plan("tp_l1", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--peer#importance", "l1", "--peer#global_pruning", "False"), peer=True),
     ]
-    return {plan.method: plan for plan in plans}
+    return {plan.method: replace(plan, recipe=tuple(recipe)) for plan in plans}
 
 
 def with_dependencies(methods: list[str], plans: dict[str, Plan]) -> list[str]:
@@ -223,7 +234,7 @@ def train_and_evaluate(run: RunFolder, runs: dict[str, RunFolder], data: Path, e
     resume = ["--resume", "true" if run.has_checkpoint() else "false"]
     start = time.time()
     _bundle(run.root, list(run.plan.configs), run.overrides(runs, data, extra) + resume, run.log, threads)
-    _bundle(run.root, ["train.json", "evaluate.json"], ["--dataset_dir", str(data), "--seed", str(run.seed), *extra],
+    _bundle(run.root, list(run.plan.evaluation_configs), ["--dataset_dir", str(data), "--seed", str(run.seed), *extra],
             run.log, threads)
     (run.root / "done.json").write_text(json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                                     "last_session_s": round(time.time() - start, 1)}))
@@ -263,10 +274,10 @@ def run_all(runs: dict[tuple[int, str], RunFolder], data: Path, split_file: Path
     return failed
 
 
-def training_config(overrides: list[str]) -> ConfigParser:
-    """The polyp ``train.json`` as every run saw it: the bundle's, with the ``--set`` overrides applied."""
+def training_config(overrides: list[str], recipe: tuple[str, ...] = ()) -> ConfigParser:
+    """The polyp ``train.json`` as every run saw it: the bundle's, with the recipe and the ``--set`` overrides."""
     parser = ConfigParser()
-    parser.read_config(str(SOURCE / "configs" / "train.json"))
+    parser.read_config([str(SOURCE / "configs" / name) for name in ("train.json", *recipe)])
     for item in overrides:
         key, _, value = item.partition("=")
         try:
@@ -276,9 +287,9 @@ def training_config(overrides: list[str]) -> ConfigParser:
     return parser
 
 
-def training_setting(name: str, overrides: list[str]) -> Any:
-    """A value of the polyp ``train.json`` as every run saw it: the bundle's, unless ``--set`` replaced it."""
-    return training_config(overrides).get_parsed_content(name)
+def training_setting(name: str, overrides: list[str], recipe: tuple[str, ...] = ()) -> Any:
+    """A value of the polyp ``train.json`` as every run saw it: the bundle's, unless the recipe or ``--set`` replaced it."""
+    return training_config(overrides, recipe).get_parsed_content(name)
 
 
 def measure_run(run: RunFolder, base_macs: int | None, shape: tuple[int, ...], args: argparse.Namespace) -> dict:
@@ -425,9 +436,9 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def comparison_frame(split: dict, overrides: list[str]) -> tuple[str, torch.Tensor]:
+def comparison_frame(split: dict, overrides: list[str], recipe: tuple[str, ...] = ()) -> tuple[str, torch.Tensor]:
     """The first test frame (in case order) with a polyp, preprocessed as validation preprocesses it."""
-    preprocessing = training_config(overrides).get_parsed_content("validate#preprocessing")
+    preprocessing = training_config(overrides, recipe).get_parsed_content("validate#preprocessing")
     for item in sorted(split["test"], key=lambda entry: entry["case"]):
         sample = preprocessing(dict(item))
         if sample["label"].sum() > 0:
@@ -443,7 +454,7 @@ def write_comparisons(runs: dict[tuple[int, str], RunFolder], split: dict, args:
     if seed is None:
         print("feature map comparison skipped: no seed has finished baseline, sauron and taylorfo runs")
         return
-    case, image = comparison_frame(split, args.all_set)
+    case, image = comparison_frame(split, args.all_set, tuple(args.recipe))
     parser = ConfigParser()
     parser.read_config(str(SOURCE / "configs" / "inference.json"))
     networks = networks_from_checkpoints(parser.get_parsed_content("network_def"),
@@ -457,7 +468,7 @@ def write_comparisons(runs: dict[tuple[int, str], RunFolder], split: dict, args:
 def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split: dict, args: argparse.Namespace) -> dict:
     """Measure every finished run and compare each with its same-seed reference."""
     warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
-    roi = tuple(training_setting("roi_size", args.all_set))
+    roi = tuple(training_setting("roi_size", args.all_set, tuple(args.recipe)))
     shape = (1, 3, *roi)
     centres = {item["case"]: item["centre"] for item in split["test"]}
     scores: dict[tuple[int, str], dict[str, float]] = {}
@@ -499,6 +510,9 @@ def main() -> None:
     parser.add_argument("--test_fraction", type=float, default=0.2)
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at the same time")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads in all (training and latency)")
+    parser.add_argument("--recipe", nargs="*", default=[REAL_DATA_RECIPE], metavar="FILE",
+                        help="config files of the bundle's configs/ laid over train.json in every run (default: "
+                             f"{REAL_DATA_RECIPE}, the recipe for real frames; none: --recipe)")
     parser.add_argument("--set", dest="all_set", action="append", default=[], metavar="ID=VALUE",
                         help="config override for every run (repeatable), e.g. --set roi_size=[160,160]")
     parser.add_argument("--method_set", action="append", default=[], metavar="METHOD:ID=VALUE",
@@ -517,7 +531,10 @@ def main() -> None:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data).resolve()
-    plans = method_plans(args.epochs, args.finetune_epochs)
+    for name in args.recipe:
+        if not (SOURCE / "configs" / name).is_file():
+            raise SystemExit(f"--recipe {name}: no such file in {SOURCE / 'configs'}")
+    plans = method_plans(args.epochs, args.finetune_epochs, tuple(args.recipe))
     methods = with_dependencies(args.methods or list(plans), plans)
     split = fixed_split(data, work, args.val_fraction, args.test_fraction)
     split_file = Path(split["info"]["split_file"])

@@ -34,6 +34,19 @@ def test_every_run_comes_after_the_runs_it_needs_and_its_reference(bench):
     assert {name for name, plan in plans.items() if plan.peer} == {"tp_taylor", "tp_l1"}
 
 
+def test_the_real_data_recipe_lies_over_train_json_in_every_run_and_in_its_evaluation(bench):
+    recipe = (bench.REAL_DATA_RECIPE,)
+    assert (bench.SOURCE / "configs" / bench.REAL_DATA_RECIPE).is_file()
+    plain, with_recipe = bench.method_plans(4, 3), bench.method_plans(4, 3, recipe)
+    for name, plan in with_recipe.items():
+        assert plan.configs[:2] == ("train.json", bench.REAL_DATA_RECIPE), name
+        assert plan.configs[2:] == plain[name].configs[1:], name  # the method's own overlays after it, unchanged
+        assert plan.evaluation_configs == ("train.json", bench.REAL_DATA_RECIPE, "evaluate.json"), name
+    assert plain["baseline"].evaluation_configs == ("train.json", "evaluate.json")
+    assert bench.training_setting("num_epochs", [], recipe) == 100
+    assert bench.training_setting("num_epochs", ["num_epochs=7"], recipe) == 7
+
+
 def test_asking_for_one_method_brings_the_runs_it_needs(bench):
     plans = bench.method_plans(10, 10)
     assert bench.with_dependencies(["tp_l1"], plans) == ["baseline", "baseline_long", "taylorfo", "tp_l1"]
