@@ -34,6 +34,29 @@ def _pruned_dynunet(spatial_dims: int, in_channels: int) -> torch.nn.Module:
     return net.eval()
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """
+    ``exported(spatial_dims, in_channels, export_shape)`` -> ``(network, path, kept_train_flags)``: the pruned tiny
+    DynUNet exported once per module (each export traces the network for seconds; several tests read the same file).
+
+    The network is exported while in training mode, and ``kept_train_flags`` says whether every module was still in
+    training mode right after :func:`export_onnx`; it is then switched to evaluation mode for the comparisons.
+    """
+    cache = {}
+
+    def export(spatial_dims: int, in_channels: int, export_shape: tuple[int, ...]):
+        key = (spatial_dims, in_channels, tuple(export_shape))
+        if key not in cache:
+            network = _pruned_dynunet(spatial_dims, in_channels).train()
+            path = export_onnx(network, tmp_path_factory.mktemp("onnx") / "model.onnx", export_shape)
+            kept_train_flags = all(module.training for module in network.modules())
+            cache[key] = (network.eval(), path, kept_train_flags)
+        return cache[key]
+
+    return export
+
+
 def _max_difference(run, network: torch.nn.Module, shape: tuple[int, ...]) -> float:
     x = torch.rand(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -49,24 +72,22 @@ def _max_difference(run, network: torch.nn.Module, shape: tuple[int, ...]) -> fl
 )
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_a_pruned_network_exported_at_one_size_runs_at_another_batch_and_size_within_tolerance_of_pytorch(
-    tmp_path, runtime, spatial_dims, export_shape, other_shape
+    exported, runtime, spatial_dims, export_shape, other_shape
 ):
     if runtime == "openvino":
         pytest.importorskip("openvino")
-    network = _pruned_dynunet(spatial_dims, export_shape[1])
-    path = export_onnx(network, tmp_path / "model.onnx", export_shape)
+    network, path, _ = exported(spatial_dims, export_shape[1], export_shape)
     run = load_runtime(path, runtime, num_threads=1)
     for shape in (export_shape, other_shape):
         assert _max_difference(run, network, shape) < TOLERANCE, shape
 
 
-def test_export_onnx_puts_back_the_train_flags_and_names_the_free_axes(tmp_path):
+def test_export_onnx_puts_back_the_train_flags_and_names_the_free_axes(exported):
     import onnx
 
-    network = _pruned_dynunet(2, 3).train()
-    export_onnx(network, tmp_path / "model.onnx", (1, 3, 16, 16))
-    assert all(module.training for module in network.modules())
-    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    _, path, kept_train_flags = exported(2, 3, (1, 3, 16, 16))  # exported in training mode
+    assert kept_train_flags
+    graph = onnx.load(str(path)).graph
     (image,), (pred,) = graph.input, graph.output
     assert (image.name, pred.name) == ("image", "pred")
     dims = [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim]
@@ -119,9 +140,9 @@ def test_the_bundle_export_args_file_gives_an_onnx_model_with_free_axes_that_mat
         assert _max_difference(run, network, shape) < TOLERANCE, shape
 
 
-def test_onnx_network_runs_like_the_network_it_was_exported_from(tmp_path):
-    network = _pruned_dynunet(2, 3)
-    module = OnnxNetwork(export_onnx(network, tmp_path / "model.onnx", (1, 3, 16, 16)), num_threads=1)
+def test_onnx_network_runs_like_the_network_it_was_exported_from(exported):
+    network, path, _ = exported(2, 3, (1, 3, 16, 16))
+    module = OnnxNetwork(path, num_threads=1)
     x = torch.rand(3, 3, 32, 48)
     with torch.no_grad():
         expected = network(x)
