@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,6 +94,31 @@ def export_pruned_torchscript(root: Path, *overrides: str):
     return torch.jit.load(str(root / "models" / "model.ts"))
 
 
+def _override_values(overrides: Sequence[str]) -> dict:
+    """``--key value`` pairs of a ``monai.bundle`` command line as the values the verb gets: Python literals (lists,
+    numbers) parsed, anything else kept as the string."""
+    if len(overrides) % 2 or not all(key.startswith("--") for key in overrides[::2]):
+        raise ValueError(f"overrides must be --key value pairs, got {list(overrides)}")
+    values = {}
+    for key, text in zip(overrides[::2], overrides[1::2]):
+        try:
+            values[key[2:]] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[key[2:]] = text
+    return values
+
+
+def verify_net_in_out_in_process(root: Path, net_id: str, *overrides: str) -> None:
+    """``verify_net_in_out <net_id>`` of the bundle in ``root`` (inference config, metadata, command-line style
+    ``overrides``) through monai.bundle's Python API, in this process: the same check as the command, without a
+    second start of torch and MONAI, where the command itself is run elsewhere on the same bundle."""
+    from monai.bundle import verify_net_in_out
+
+    verify_net_in_out(net_id=net_id, meta_file=str(root / "configs" / "metadata.json"),
+                      config_file=str(root / "configs" / "inference.json"), bundle_root=str(root),
+                      **_override_values(overrides))
+
+
 def assert_inference_fails_with_one_line(root: Path, input_dir: Path, message: str, *overrides: str) -> None:
     """Inference on ``input_dir`` stops with ``ERROR: <message>`` on one line, and no traceback."""
     result = run_python(root, "-m", "monai.bundle", "run", "--config_file", configs("inference.json"), "--input_dir",
@@ -107,11 +134,12 @@ def assert_missing_input_folder_is_one_line(root: Path, missing: Path, *override
 
 
 def verify_metadata_and_network(root: Path, *overrides: str) -> None:
-    """``verify_metadata`` against the offline schema and ``verify_net_in_out`` of the unpruned ``network_def``."""
+    """``verify_metadata`` against the offline schema on the command line, and ``verify_net_in_out`` of the unpruned
+    ``network_def`` in process (the ``verify_net_in_out`` command itself runs on ``pruned_network_def`` in
+    :func:`export_pruned_torchscript`, which every bundle's tests call)."""
     monai_bundle(root, "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(SCHEMA),
                  "--hash_val", schema_md5())
-    monai_bundle(root, "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *overrides)
+    verify_net_in_out_in_process(root, "network_def", *overrides)
 
 
 def save_untrained_model(root: Path, overrides: dict | None = None) -> Path:

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from bundle_cli import configs, copy_bundle, monai_bundle, torchrun_bundle
+from bundle_cli import configs, copy_bundle, monai_bundle, torchrun_bundle, verify_net_in_out_in_process
 
 NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
 TINY = ["--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1", *NET]
@@ -33,8 +33,8 @@ def test_3d_bundle_pruning_overlays_prune_and_feed_inference(name, tmp_path):
     assert list(pruned)[:2] == ["pruning", "model"]
     count = lambda state: sum(v.numel() for k, v in state["model"].items() if k.endswith("weight"))  # noqa: E731
     assert count(pruned) < count(baseline)
-    monai_bundle(root, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *NET)
+    # the command itself runs on each bundle's pruned checkpoint in its own module (export_pruned_torchscript)
+    verify_net_in_out_in_process(root, "pruned_network_def", *NET)
 
 
 def test_3d_multi_gpu_overlay_prunes_on_two_processes_and_saves_a_plain_checkpoint(tmp_path):
@@ -49,5 +49,4 @@ def test_3d_multi_gpu_overlay_prunes_on_two_processes_and_saves_a_plain_checkpoi
     assert [row["epoch"] for row in rows] == [1, 2] and sum(row["removed_now"] for row in rows) > 0
     pruned = torch.load(root / "models" / "model.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in pruned["model"])
-    monai_bundle(root, "verify_net_in_out", "pruned_network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", configs("inference.json"), *NET)
+    verify_net_in_out_in_process(root, "pruned_network_def", *NET)
