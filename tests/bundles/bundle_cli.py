@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,14 +31,14 @@ def _tail(result: subprocess.CompletedProcess) -> str:
     return "\n".join(((result.stdout or "") + (result.stderr or "")).splitlines()[-40:])
 
 
-def run_python(root: Path, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """
-    ``python <args>`` in ``root``, output captured. The command runs in its own process group, and all of it is
-    killed when ``timeout`` (seconds) runs out: torchrun's ranks and DataLoader workers hold the output pipes, so
-    killing only the direct child would leave the test waiting for them forever.
-    """
-    process = subprocess.Popen([sys.executable, *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env, start_new_session=True)
+def _start_python(root: Path, args: Sequence[str], env: dict | None = None) -> subprocess.Popen:
+    """``python <args>`` started in ``root`` in its own process group, output captured."""
+    return subprocess.Popen([sys.executable, *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+
+
+def _finish(process: subprocess.Popen, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
+    """Wait up to ``timeout`` seconds for a process of :func:`_start_python`; past that, kill its group and fail."""
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -47,6 +48,15 @@ def run_python(root: Path, *args: str, timeout: float = 600, env: dict | None = 
         message = f"python {' '.join(args)} did not finish within {timeout:.0f} s:\n{_tail(result)}"
         raise AssertionError(message) from None
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_python(root: Path, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """
+    ``python <args>`` in ``root``, output captured. The command runs in its own process group, and all of it is
+    killed when ``timeout`` (seconds) runs out: torchrun's ranks and DataLoader workers hold the output pipes, so
+    killing only the direct child would leave the test waiting for them forever.
+    """
+    return _finish(_start_python(root, args, env), args, timeout)
 
 
 def _succeeded(result: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
@@ -60,6 +70,30 @@ def monai_bundle(root: Path, *args: str, timeout: float = 600) -> subprocess.Com
     """``python -m monai.bundle <args>`` in the bundle folder; fails the test with the output tail on error."""
     result = run_python(root, "-m", "monai.bundle", *args, timeout=timeout)
     return _succeeded(result, f"monai.bundle {' '.join(args)}")
+
+
+def monai_bundles_at_once(*commands: tuple[Path, Sequence[str]],
+                          timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """
+    Several independent ``python -m monai.bundle <args>`` commands, ``(bundle folder, args)`` each, run at the same
+    time with one OpenMP thread each; their results in the same order. The test fails with a command's output tail if
+    it fails, and with every command killed if ``timeout`` (seconds, for all of them together) runs out.
+
+    Most of a short command's seconds go to importing torch and MONAI on one core: two such starts overlap on a
+    2-core machine instead of queueing. Only for commands that neither read nor write what another one writes.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    started = [(_start_python(root, ["-m", "monai.bundle", *args], env), args) for root, args in commands]
+    deadline = time.monotonic() + timeout
+    try:
+        results = [_finish(process, ["-m", "monai.bundle", *args], max(deadline - time.monotonic(), 0.1))
+                   for process, args in started]
+    finally:
+        for process, _ in started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    return [_succeeded(result, f"monai.bundle {' '.join(args)}") for result, (_, args) in zip(results, started)]
 
 
 def torchrun_bundle(root: Path, nproc: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -88,9 +122,12 @@ def export_pruned_torchscript(root: Path, *overrides: str):
     import torch
 
     common = ["--meta_file", "configs/metadata.json", "--config_file", configs("inference.json"), *overrides]
-    monai_bundle(root, "verify_net_in_out", "pruned_network_def", *common)
-    monai_bundle(root, "ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file",
-                 "models/model.pt", "--key_in_ckpt", "model", *common)
+    # independent (one reads model.pt, the other reads it and writes model.ts): run together
+    monai_bundles_at_once(
+        (root, ["verify_net_in_out", "pruned_network_def", *common]),
+        (root, ["ckpt_export", "pruned_network_def", "--filepath", "models/model.ts", "--ckpt_file", "models/model.pt",
+                "--key_in_ckpt", "model", *common]),
+    )
     return torch.jit.load(str(root / "models" / "model.ts"))
 
 
