@@ -8,7 +8,7 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from bundle_cli import BUNDLES, configs, copy_bundle, monai_bundle
+from bundle_cli import BUNDLES, configs, copy_bundle, monai_bundle, monai_bundles_at_once
 from monai_pruning.engine import ChannelPruner, PruningRecord
 
 pytest.importorskip("onnxruntime")
@@ -33,10 +33,16 @@ def _pruned_checkpoint(root) -> None:
                root / "models" / "model.pt")
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_exported_model_in_onnx_runtime_writes_the_same_mask_files_as_pytorch(tmp_path, runtime):
-    if runtime == "openvino":
-        pytest.importorskip("openvino")
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """
+    ``(bundle folder, frames, PyTorch's masks)``: the bundle with a pruned checkpoint, exported to ONNX with its args
+    file, and the masks its PyTorch inference wrote for two frames; both with the CLI, once for every runtime.
+
+    The two commands run at the same time: the export reads models/model.pt and writes models/model.onnx, the
+    inference reads models/model.pt and writes its masks.
+    """
+    tmp_path = tmp_path_factory.mktemp("onnx_inference")
     root = copy_bundle(NAME, tmp_path)
     _pruned_checkpoint(root)
     frames = tmp_path / "frames"
@@ -45,16 +51,26 @@ def test_exported_model_in_onnx_runtime_writes_the_same_mask_files_as_pytorch(tm
     for index, size in enumerate([(200, 240), (352, 352)]):  # neither is the export size (32x32) nor roi_size
         Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(frames / f"frame_{index}.png")
     tiny = ["--network_def#filters", FILTERS]
-    monai_bundle(root, "onnx_export", "--args_file", "configs/export_onnx.json", *tiny)
-    monai_bundle(root, "run", "--config_file", configs("inference.json"), "--input_dir", str(frames),
-                 "--output_dir", str(tmp_path / "torch"), *tiny)
+    monai_bundles_at_once(
+        (root, ["onnx_export", "--args_file", "configs/export_onnx.json", *tiny]),
+        (root, ["run", "--config_file", configs("inference.json"), "--input_dir", str(frames), "--output_dir",
+                str(tmp_path / "torch"), *tiny]),
+    )
+    return root, frames, tmp_path / "torch"
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_exported_model_in_onnx_runtime_writes_the_same_mask_files_as_pytorch(exported, tmp_path, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    root, frames, torch_masks = exported
     monai_bundle(root, "run", "--config_file", configs("inference.json", "inference_onnx.json"), "--input_dir",
                  str(frames), "--output_dir", str(tmp_path / "onnx"), "--runtime", runtime)
-    names = sorted(path.name for path in (tmp_path / "torch").iterdir())
+    names = sorted(path.name for path in torch_masks.iterdir())
     assert names == ["frame_0_mask.png", "frame_1_mask.png"]
     assert sorted(path.name for path in (tmp_path / "onnx").iterdir()) == names
     for name in names:
-        expected = np.asarray(Image.open(tmp_path / "torch" / name))
+        expected = np.asarray(Image.open(torch_masks / name))
         got = np.asarray(Image.open(tmp_path / "onnx" / name))
         assert got.shape == expected.shape
         # logits agree to ~1e-5; a pixel whose two classes are that close may round either way
