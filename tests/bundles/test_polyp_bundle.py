@@ -20,6 +20,7 @@ from bundle_cli import (
     copy_bundle,
     export_pruned_torchscript,
     monai_bundle,
+    monai_bundles_at_once,
     run_python,
     torchrun_bundle,
     verify_metadata_and_network,
@@ -162,11 +163,14 @@ def test_packed_bundle_runs_inference_in_an_empty_folder(trained, tmp_path):
 
 def test_same_seed_gives_the_same_training_curve_with_a_yaml_overlay(tmp_path):
     overlay = "num_epochs: 1\nval_interval: 1\nlearning_rate: 0.01\n"
-    curves = []
-    for run in ("a", "b"):
-        root = copy_bundle(NAME, tmp_path / run)
+    roots = [copy_bundle(NAME, tmp_path / run) for run in ("a", "b")]
+    for root in roots:
         (root / "configs" / "short.yaml").write_text(overlay)
-        result = monai_bundle(root, "run", "--config_file", configs("train.json", "short.yaml"), *TINY[2:])
+    # two separate bundle folders: the runs share nothing, so they run at the same time
+    results = monai_bundles_at_once(
+        *[(root, ["run", "--config_file", configs("train.json", "short.yaml"), *TINY[2:]]) for root in roots])
+    curves = []
+    for root, result in zip(roots, results):
         curves.append([line.split("train_loss:")[1].strip() for line in result.stdout.splitlines()
                        if "train_loss:" in line])
         record = json.loads((root / "runs" / "run_record.json").read_text())
