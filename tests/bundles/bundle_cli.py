@@ -16,6 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "bundles"
 SCHEMA = BUNDLES / "meta_schema.json"
+# the 3D bundles (kidney CT, brain MRI) on tiny settings: the network and patch size, then a two-epoch demo training
+NET_3D = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
+TINY_3D = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1",
+           *NET_3D]
 
 
 def copy_bundle(name: str, destination: Path) -> Path:

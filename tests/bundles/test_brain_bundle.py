@@ -14,19 +14,18 @@ from monai.bundle import ConfigParser
 
 from bundle_cli import (
     BUNDLES,
+    NET_3D,
+    TINY_3D,
     assert_inference_fails_with_one_line,
     assert_missing_input_folder_is_one_line,
     configs,
-    copy_bundle,
     export_pruned_torchscript,
     monai_bundle,
     verify_metadata_and_network,
 )
 
 NAME = "brain_mri_segmentation"
-NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
-TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1",
-        *NET]
+NET, TINY = NET_3D, TINY_3D  # two epochs of the tiny network on 5 demo cases
 MSD_TASK01_MODALITY = {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
 
 
@@ -40,10 +39,9 @@ def one_cpu_thread():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = copy_bundle(NAME, tmp_path_factory.mktemp("bundle"))
-    monai_bundle(root, "run", "--config_file", configs("train.json"), "--meta_file", "configs/metadata.json", *TINY)
-    return root
+def trained(trained_3d_bundle):
+    """The bundle after ``train.json`` with TINY (trained once per session: the pruning overlay tests start from it)."""
+    return trained_3d_bundle(NAME)
 
 
 def _parsed_config(tmp_path, config, **overrides):

@@ -13,6 +13,8 @@ from monai.bundle import ConfigParser
 
 from bundle_cli import (
     BUNDLES,
+    NET_3D,
+    TINY_3D,
     assert_inference_fails_with_one_line,
     assert_missing_input_folder_is_one_line,
     configs,
@@ -24,9 +26,7 @@ from bundle_cli import (
 )
 
 NAME = "kidney_ct_segmentation"
-NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
-TINY = ["--num_epochs", "2", "--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1",
-        *NET]
+NET, TINY = NET_3D, TINY_3D  # two epochs of the tiny network on 5 demo cases
 # nnU-Net KiTS19 window (-79..304 HU) after z-scoring with mean 101 HU and std 76.9 HU
 Z_LOW, Z_HIGH = (-79.0 - 101.0) / 76.9, (304.0 - 101.0) / 76.9
 
@@ -41,10 +41,9 @@ def one_cpu_thread():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = copy_bundle(NAME, tmp_path_factory.mktemp("bundle"))
-    monai_bundle(root, "run", "--config_file", configs("train.json"), "--meta_file", "configs/metadata.json", *TINY)
-    return root
+def trained(trained_3d_bundle):
+    """The bundle after ``train.json`` with TINY (trained once per session: the pruning overlay tests start from it)."""
+    return trained_3d_bundle(NAME)
 
 
 def _parsed_train_config(tmp_path, dataset_dir):

@@ -5,20 +5,25 @@ tested in test_polyp_bundle.py."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
-from bundle_cli import configs, copy_bundle, monai_bundle, torchrun_bundle, verify_net_in_out_in_process
+from bundle_cli import NET_3D, configs, copy_bundle, monai_bundle, torchrun_bundle, verify_net_in_out_in_process
 
-NET = ["--roi_size", "[32,32,32]", "--pixdim", "[6,6,6]", "--network_def#filters", "[4,4,8,8,16]"]
+NET = NET_3D
 TINY = ["--val_interval", "1", "--demo_cases", "5", "--batch_size", "2", "--num_samples", "1", *NET]
 
 
 @pytest.mark.parametrize("name", ["kidney_ct_segmentation", "brain_mri_segmentation"])
-def test_3d_bundle_pruning_overlays_prune_and_feed_inference(name, tmp_path):
+def test_3d_bundle_pruning_overlays_prune_and_feed_inference(name, tmp_path, trained_3d_bundle):
+    """The bundle's plain training (the session's, shared with its own module), then Sauron from scratch, then
+    TaylorFO from the baseline the plain training kept."""
+    trained = trained_3d_bundle(name)
     root = copy_bundle(name, tmp_path)
-    monai_bundle(root, "run", "--config_file", configs("train.json"), "--num_epochs", "1", *TINY)
+    for folder in ("models", "data"):  # the trained baseline and its demo data, not its runs
+        shutil.copytree(trained / folder, root / folder)
     kept = (root / "models" / "model_baseline.pt").read_bytes()
     monai_bundle(root, "run", "--config_file", configs("train.json", "prune_sauron.json"), "--num_epochs", "1",
                  "--sauron#tau_start", "0.3", *TINY)
