@@ -114,7 +114,8 @@ class Plan:
 
 def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()) -> dict[str, Plan]:
     """
-    Every method the benchmark knows, in an order where each run comes after the runs it needs. ``recipe``: config
+    Every method the benchmark knows, in an order where each run comes after the runs it needs and its reference
+    (the order runs start in: the methods before the controls and peers). ``recipe``: config
     files of the bundle's ``configs/`` laid over ``train.json`` in every run (the training recipe for real frames),
     before the method's own overlays.
     """
@@ -123,8 +124,8 @@ def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()
     peer = finetune + ("finetune_dense.json", "prune_torch_pruning.json")
     plans = [
         Plan("baseline", train, epochs, "baseline"),
-        Plan("baseline_long", finetune + ("finetune_dense.json",), finetune_epochs, "baseline_long", "baseline"),
         Plan("sauron", train + ("prune_sauron.json",), epochs, "baseline"),
+        Plan("baseline_long", finetune + ("finetune_dense.json",), finetune_epochs, "baseline_long", "baseline"),
         Plan("taylorfo", finetune, finetune_epochs, "baseline_long", "baseline"),
         Plan("scratch_sauron", train + ("scratch_pruned.json",), epochs, "baseline", architecture_of="sauron"),
         Plan("scratch_taylorfo", train + ("scratch_pruned.json",), epochs + finetune_epochs, "baseline_long",
