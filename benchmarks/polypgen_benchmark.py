@@ -46,6 +46,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -61,7 +62,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from pruning_benchmark import cli_overrides, dense_equivalent, history_rows, load_model  # noqa: E402
+from pruning_benchmark import (  # noqa: E402
+    cli_overrides,
+    dense_equivalent,
+    history_rows,
+    load_model,
+    scripted_peak_memory_mb,
+)
 
 from monai_pruning.data import prepare_task_data  # noqa: E402
 from monai_pruning.handlers.feature_map_comparison import networks_from_checkpoints, write_feature_map_comparison  # noqa: E402,E501
@@ -296,7 +303,8 @@ def training_setting(name: str, overrides: list[str], recipe: tuple[str, ...] = 
 def measure_run(run: RunFolder, base_macs: int | None, shape: tuple[int, ...], args: argparse.Namespace) -> dict:
     """
     Parameters, MACs and checkpoint size of a run's final model; its CPU latency in every runtime at the training
-    size and at 352x352, and, for a pruned model, that of the dense network of equal MACs, timed alternating with it.
+    size and at 352x352, and, for a pruned model, that of the dense network of equal MACs, timed alternating with it;
+    the extra peak RAM of one TorchScript forward pass at 352x352 (MiB, in a fresh process).
     """
     model = load_model(str(SOURCE), str(run.model))
     complexity = measure_complexity(model, shape)
@@ -320,6 +328,9 @@ def measure_run(run: RunFolder, base_macs: int | None, shape: tuple[int, ...], a
                runtime=fastest, fps_352=mine[fastest][deploy]["fps"], runtimes=mine)
     if "dense" in timings:
         row["pruned_over_dense_352"] = mine[fastest][deploy]["pruned_over_dense"]
+    with tempfile.TemporaryDirectory() as folder:
+        row["peak_memory_352_mb"] = scripted_peak_memory_mb(model, deploy_shape, args.threads,
+                                                            Path(folder) / "model.ts")
     return row
 
 
@@ -360,6 +371,8 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
             "test_dice_per_centre": {c: float(np.mean([group_means(scores[(s, method)], centres)[c] for s in seeds]))
                                      for c in sorted(set(centres.values()))},
             "fps_352": float(np.mean([r["fps_352"] for r in mine])),
+            "checkpoint_mb": float(np.mean([r["checkpoint_mb"] for r in mine])),
+            "peak_memory_352_mb": float(np.mean([r["peak_memory_352_mb"] for r in mine])),
             "runtime": "/".join(sorted({r.get("runtime", "eager") for r in mine})),
             "runtimes": mean_runtimes(mine),
         }
@@ -379,7 +392,7 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
 
 def markdown(result: dict) -> str:
     header = ["method", "reference", "seeds", "MACs removed", "test Dice", "Dice vs reference [95% CI]",
-              "pruned / dense (352)", "frames/s (352, fastest runtime)"]
+              "pruned / dense (352)", "frames/s (352, fastest runtime)", "checkpoint", "peak RAM (352)"]
     rows = []
     for method, s in result["summary"].items():
         versus = s.get("dice_vs_reference")
@@ -392,6 +405,8 @@ def markdown(result: dict) -> str:
             interval_cell(versus["mean"], versus["low"], versus["high"]) if versus else "(reference)",
             f"{s['pruned_over_dense_352']:.2f}" if "pruned_over_dense_352" in s else "",
             f"{s['fps_352']:.1f} ({', '.join(RUNTIME_LABELS.get(r, r) for r in s['runtime'].split('/'))})",
+            f"{s['checkpoint_mb']:.2f} MB",
+            f"{s['peak_memory_352_mb']:.0f} MB",
         ])
     centres = sorted({c for s in result["summary"].values() for c in s["test_dice_per_centre"]})
     per_centre = [[method, *(f"{s['test_dice_per_centre'][c]:.3f}" for c in centres)]

@@ -235,6 +235,18 @@ def sauron_iteration_overhead(bundle: Path, iterations: int, rounds: int, thread
             "compiled": compile, "warmup_extra_s": warmup_s[True] - warmup_s[False]}
 
 
+def scripted_peak_memory_mb(model: torch.nn.Module, shape: tuple[int, ...], threads: int, path: Path) -> float:
+    """
+    Extra peak RAM (MiB) of one CPU forward pass of ``model`` at ``shape`` as a collaborator runs it: scripted
+    (TorchScript, what ``ckpt_export`` ships), saved to ``path``, then loaded and run in a fresh process
+    (:func:`monai_pruning.measure.peak_inference_memory_mb`).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script is deprecated in torch >= 2.10; ckpt_export uses it
+        torch.jit.save(torch.jit.script(model), str(path))
+    return peak_inference_memory_mb(str(path), shape, num_threads=threads)
+
+
 def runtime_lines(results: dict[str, dict[str, Any]], threads: int) -> list[str]:
     """
     The per-runtime latency table of the measured models (the baseline first: every speed-up is over it, in the same
@@ -435,11 +447,7 @@ def main() -> None:
         models[method] = model
         complexity = measure_complexity(model, shape)
         latency = measure_latency(model, shape, repeats=args.repeats, num_threads=args.threads)
-        scripted = work / f"{method}.ts"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.jit.save(torch.jit.script(model), str(scripted))
-        memory = peak_inference_memory_mb(str(scripted), shape, num_threads=args.threads)
+        memory = scripted_peak_memory_mb(model, shape, args.threads, work / f"{method}.ts")
         results[method].update(params=complexity.params, macs=complexity.macs, latency_s=latency.median_s,
                                checkpoint_mb=os.path.getsize(checkpoint) / 2**20, peak_memory_mb=memory)
         if method == "baseline":

@@ -148,6 +148,7 @@ def test_summary_pairs_each_method_with_its_same_seed_reference_over_seeds_and_f
         scores[(seed, "sauron")] = {k: v - 0.05 for k, v in scores[(seed, "baseline")].items()}
         for method, removed in (("baseline", 0.0), ("sauron", 0.9)):
             rows.append({"method": method, "seed": seed, "macs_removed": removed, "fps_352": 10.0,
+                         "checkpoint_mb": 8.0 - 6.0 * removed, "peak_memory_352_mb": 200.0 - 100.0 * removed + seed,
                          "test_dice": float(np.mean(list(scores[(seed, method)].values())))})
     centres = {f"f{i}": "C1" if i < 20 else "C2" for i in range(40)}
     summary = bench.summarise(rows, scores, plans, centres, resamples=300)
@@ -158,6 +159,8 @@ def test_summary_pairs_each_method_with_its_same_seed_reference_over_seeds_and_f
     assert set(summary["sauron"]["test_dice_per_centre"]) == {"C1", "C2"}
     table = bench.markdown({"test_frames": 40, "resolution": [128, 128], "summary": summary})
     assert "| sauron | baseline | 3 | 90.0% |" in table and "-0.0500 [-0.0500, -0.0500]" in table
+    assert summary["sauron"]["peak_memory_352_mb"] == pytest.approx(111.0)  # mean over the seeds
+    assert "| 2.60 MB | 111 MB |" in table and "| 8.00 MB | 201 MB |" in table  # checkpoint, peak RAM
 
 
 def test_a_run_is_timed_in_every_runtime_and_reports_its_fastest_with_the_dense_ratio_in_that_runtime(
@@ -196,6 +199,7 @@ def test_a_run_is_timed_in_every_runtime_and_reports_its_fastest_with_the_dense_
     assert all("pruned_over_dense" in cell for sizes in row["runtimes"].values() for cell in sizes.values())
     baseline = bench.measure_run(run, None, (1, 3, 32, 32), args)  # nothing to compare a baseline with
     assert "pruned_over_dense_352" not in baseline and len(dense_calls) == 1
+    assert 0 < row["peak_memory_352_mb"] < 2048 and row["checkpoint_mb"] == pytest.approx(1024 / 2**20)
 
 
 def test_the_report_tables_every_runtime_as_the_mean_over_seeds_with_the_speed_up_over_the_baseline(bench):
@@ -207,7 +211,7 @@ def test_the_report_tables_every_runtime_as_the_mean_over_seeds_with_the_speed_u
             scores[(seed, method)] = _scores(rng, 0.0)
             timed = {"latency_s": ms / 1e3, "fps": 1e3 / ms}
             rows.append({"method": method, "seed": seed, "macs_removed": removed, "fps_352": 1e3 / ms,
-                         "runtime": "onnxruntime", "test_dice": 0.7,
+                         "runtime": "onnxruntime", "test_dice": 0.7, "checkpoint_mb": 1.0, "peak_memory_352_mb": 50.0,
                          "runtimes": {"onnxruntime": {"352x352": {**timed, "pruned_over_dense": 1.1}}}})
     centres = {f"f{i}": "C1" for i in range(40)}
     summary = bench.summarise(rows, scores, plans, centres, resamples=50)
