@@ -3,9 +3,13 @@
     pip install -e ".[benchmark]"      # adds torch-pruning, for the peers only
     python benchmarks/pruning_benchmark.py polyp_endoscopy_segmentation --work /tmp/bench [--epochs 60]
     # every run on other data, e.g. 48 demo cases instead of the bundle's default: --set demo_cases=48
+    # another training seed on the same data and split (one --work per seed; benchmarks/seed_summary.py pairs them):
+    python benchmarks/pruning_benchmark.py kidney_ct_segmentation --work /tmp/bench/seed1 --seed 1
 
 Steps (each a real ``python -m monai.bundle run`` on a private copy of the bundle, so nothing in the repository is
-touched): train the baseline for ``--epochs``; train with ``prune_sauron.json`` for the same number of epochs from
+touched), all on one case split made once (``<work>/split/split.json``, with the bundle's ``seed`` after ``--set``,
+and the demo phantoms written with it) and copied into every run, so ``--seed`` changes the training seed only:
+train the baseline for ``--epochs``; train with ``prune_sauron.json`` for the same number of epochs from
 scratch; fine-tune the baseline with ``prune_taylorfo.json``, and without pruning (``baseline_ft``, the same schedule:
 ``benchmarks/finetune_dense.json``); then Torch-Pruning's Taylor (weight x gradient) and L1
 pruning of the same baseline with the same schedule, pruned to TaylorFO's final MACs over as many epochs as TaylorFO
@@ -67,6 +71,7 @@ from monai_pruning.report.comparison import (  # noqa: E402
     markdown_table,
     megabytes_cell,
     milliseconds_cell,
+    parse_overrides,
     percent_cell,
     ratio_cell,
     runtime_note,
@@ -323,6 +328,24 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def fixed_split(source: Path, work: Path, items: list[str]) -> Path:
+    """
+    Make the one case split of every run, with the data settings of the bundle's ``train.json`` after the ``--set``
+    ``items`` (its ``seed`` is the split seed), into ``<work>/split/split.json`` (kept if already there), with the demo
+    phantoms in ``<work>/data/demo``; returns the file. Runs with other training seeds on the same settings get the
+    same phantoms and the same split, so their per-case scores pair up.
+    """
+    parser = ConfigParser()
+    parser.read_config(str(source / "configs" / "train.json"))
+    parser["bundle_root"] = str(source)
+    parser["demo_dir"] = str(work / "data" / "demo")
+    for key, value in parse_overrides(cli_overrides(items)).items():
+        parser[key] = value
+    parser["data#output_dir"] = str(work / "split")
+    parser.get_parsed_content("data")  # the bundle's own call of prepare_task_data, writing the split there
+    return work / "split" / "split.json"
+
+
 def cli_overrides(items: list[str]) -> list[str]:
     """``["a#b=1", ...]`` -> ``["--a#b", "1", ...]``, the form ``python -m monai.bundle run`` takes."""
     return [part for item in items for part in ("--" + item).split("=", 1)]
@@ -340,6 +363,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of the per-runtime latency (every model, runtime and size in turn)")
     parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo", "baseline_ft", *PEERS])
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed of every run (default: the bundle's); the data split stays that of the "
+                             "bundle's seed, so runs with different --seed share their test cases")
     parser.add_argument("--set", dest="all_set", action="append", default=[], metavar="ID=VALUE",
                         help="config override for every run and evaluation (repeatable), e.g. --set demo_cases=48")
     parser.add_argument("--sauron_set", action="append", default=[], metavar="ID=VALUE",
@@ -371,6 +397,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
 
     source = REPO / "bundles" / args.bundle
+    if args.seed is not None and any(item.partition("=")[0] == "seed" for item in args.all_set):
+        parser.error("--seed sets the training seed and --set seed=... the split's too: give one of them")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.overhead_only:
@@ -403,6 +431,8 @@ def main() -> None:
                        "baseline")
     results: dict[str, dict[str, Any]] = {}
     roots: dict[str, Path] = {}
+    training = (["--seed", str(args.seed)] if args.seed is not None else [])
+    split_file = None if args.measure_only else fixed_split(source, work, args.all_set)
     for method in args.methods:
         configs, overrides, starts_from = plans[method]
         root = work / method
@@ -413,6 +443,8 @@ def main() -> None:
         if root.exists():
             shutil.rmtree(root)
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("data", "runs", "models", "eval", "predictions"))
+        (root / "runs").mkdir()
+        shutil.copy(split_file, root / "runs" / split_file.name)  # the bundle reuses it instead of splitting by seed
         for overlay in configs:  # the benchmark's own overlays
             if (REPO / "benchmarks" / overlay).is_file():
                 shutil.copy(REPO / "benchmarks" / overlay, root / "configs")
@@ -425,8 +457,8 @@ def main() -> None:
             # the baseline run's own copy of its final weights: what prune_taylorfo.json starts from
             start = roots.get(starts_from, work / starts_from) / "models" / "model_baseline.pt"
             shutil.copy2(start, root / "models" / "model_baseline.pt")
-        # all runs share the baseline's demo data folder, so the phantoms and the split are identical
-        shared = ["--demo_dir", str(work / "data" / "demo"), *cli_overrides(args.all_set)]
+        # all runs share the demo data folder and the split file, so the phantoms and the split are identical
+        shared = ["--demo_dir", str(work / "data" / "demo"), *cli_overrides(args.all_set), *training]
         train_s = run_bundle(root, configs, overrides + shared, work / f"{method}_train.log")
         run_bundle(root, ["train.json", "evaluate.json"], shared, work / f"{method}_evaluate.log")
         results[method] = {"train_s": train_s}

@@ -105,3 +105,32 @@ def test_runtime_lines_put_the_baseline_first_and_give_each_runtime_and_size_wit
     assert table[3] == "| Sauron | 5.0 ms, 200.0 fps (2.00x) | 20.0 ms, 50.0 fps (4.00x) | 4.0 ms, 250.0 fps (1.25x) |"
     assert lines[-1].startswith("Largest output difference from eager PyTorch: ONNX Runtime 1.0e-06.")
     assert bench.runtime_lines({"baseline": _row(100, 1e6, 0.8, 0.01)}, threads=2) == []
+
+
+def test_fixed_split_is_the_same_for_every_seed_folder_and_the_bundle_reuses_it_under_another_training_seed(
+        bench, tmp_path):
+    from monai_pruning.data import prepare_task_data
+
+    source = bench.REPO / "bundles" / "kidney_ct_segmentation"
+    settings = ["demo_cases=6", "test_fraction=0.34", "val_fraction=0.17"]
+    files = [bench.fixed_split(source, tmp_path / name, settings) for name in ("seed0", "seed1")]
+    splits = [json.loads(f.read_text()) for f in files]
+    assert splits[0]["test"] == splits[1]["test"] and len(splits[0]["test"]) == 2
+    # what a run with --seed 1 does: its data step finds the copied split in its output_dir and keeps it
+    runs = tmp_path / "run" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "split.json").write_text(files[1].read_text())
+    data = prepare_task_data("kidney", str(tmp_path / "seed1" / "data" / "demo"), output_dir=str(runs), seed=1)
+    assert [item["case"] for item in data["test"]] == splits[0]["test"] and data["info"]["split_reused"]
+    # the split seed is the bundle's seed after --set: another one gives another split
+    other = json.loads(bench.fixed_split(source, tmp_path / "other", settings + ["seed=5"]).read_text())
+    assert other["test"] != splits[0]["test"]
+
+
+def test_seed_and_set_seed_together_are_refused_before_any_run(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["pruning_benchmark.py", "kidney_ct_segmentation", "--work", str(tmp_path),
+                                      "--seed", "1", "--set", "seed=2"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    assert "give one of them" in capsys.readouterr().err
+    assert not (tmp_path / "split").exists()
