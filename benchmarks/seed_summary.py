@@ -1,0 +1,141 @@
+"""Summary over training seeds of several ``pruning_benchmark.py`` work folders (one per seed, one split).
+
+    python benchmarks/seed_summary.py /tmp/kidney/seed0 /tmp/kidney/seed1 /tmp/kidney/seed2 --out /tmp/kidney
+
+Per method, over the folders that hold it: the seeds, the mean fraction of the baseline's MACs removed and the mean
+test Dice (per case: the mean over classes of ``<work>/<method>/eval/case_metrics.csv``), and "Dice vs reference":
+the per-case Dice difference against the same-seed reference (Sauron and baseline_ft: the baseline; TaylorFO and the
+Torch-Pruning peers, which start from the baseline: baseline_ft, trained as long), averaged over cases and seeds,
+with a 95% crossed bootstrap interval over seeds and cases (``monai_pruning.report.paired_dice``). Writes
+``seed_summary.json`` and ``seed_summary.md`` to ``--out``; the table says whether the cases are synthetic phantoms.
+Every folder must hold ``results.json`` (the benchmark's measurement), ``split/split.json`` and the same test cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monai_pruning.data.demo_data import is_phantom_dataset  # noqa: E402
+from monai_pruning.report.comparison import interval_cell, markdown_table, percent_cell  # noqa: E402
+from monai_pruning.report.paired_dice import crossed_bootstrap, paired_differences, read_case_scores  # noqa: E402
+
+# each method's same-seed reference: the dense model trained as long from the same start
+REFERENCES = {"baseline": "baseline", "sauron": "baseline", "baseline_ft": "baseline", "taylorfo": "baseline_ft",
+              "tp_taylor": "baseline_ft", "tp_l1": "baseline_ft"}
+
+
+class SummaryError(ValueError):
+    """A work folder that cannot be summarised with the others; the message is one line naming it."""
+
+
+def read_work(work: Path) -> dict[str, Any]:
+    """One seed's folder: its methods' MACs (from ``results.json``), per-case test Dice, test cases and data kind."""
+    results_file, split_file = work / "results.json", work / "split" / "split.json"
+    for needed in (results_file, split_file):
+        if not needed.is_file():
+            raise SummaryError(f"{work}: no {needed.relative_to(work)} (run pruning_benchmark.py with --work {work})")
+    results = json.loads(results_file.read_text())
+    split = json.loads(split_file.read_text())
+    if "baseline" not in results or "macs" not in results["baseline"]:
+        raise SummaryError(f"{results_file}: no measured baseline (its MACs are what 'MACs removed' is relative to)")
+    scores: dict[str, dict[str, float]] = {}
+    for method in results:
+        csv_path = work / method / "eval" / "case_metrics.csv"
+        if not csv_path.is_file():
+            raise SummaryError(f"{csv_path}: missing (the test Dice per case of {method})")
+        scores[method] = read_case_scores(csv_path)
+        if set(scores[method]) != set(split["test"]):
+            raise SummaryError(f"{csv_path}: its cases are not the test cases of {split_file}")
+    record = work / "baseline" / "runs" / "run_record.json"
+    return {"work": work, "results": results, "scores": scores, "test": sorted(split["test"]),
+            "seed": json.loads(record.read_text())["seed"] if record.is_file() else None,
+            "synthetic": is_phantom_dataset(Path(split["dataset_dir"]))}
+
+
+def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
+    """The summary of ``works`` (one folder per training seed); raises :class:`SummaryError` on a mismatch."""
+    if not works:
+        raise SummaryError("no work folders given")
+    runs = [read_work(Path(w)) for w in works]
+    first = runs[0]
+    for run in runs[1:]:
+        if run["test"] != first["test"]:
+            only_here = sorted(set(run["test"]) - set(first["test"]))[:3]
+            only_there = sorted(set(first["test"]) - set(run["test"]))[:3]
+            raise SummaryError(f"{run['work']}: other test cases than {first['work']} (only here {only_here}, "
+                               f"only there {only_there}): make every seed's runs on the same --set data settings")
+    seeds = [run["seed"] for run in runs]
+    repeated = sorted({s for s in seeds if s is not None and seeds.count(s) > 1})
+    if repeated:
+        raise SummaryError(f"training seed {repeated[0]} appears in more than one folder: "
+                           f"{[str(r['work']) for r in runs if r['seed'] == repeated[0]]}")
+    labels = [str(run["seed"]) if run["seed"] is not None else run["work"].name for run in runs]
+    summary: dict[str, dict[str, Any]] = {}
+    for method in dict.fromkeys(m for run in runs for m in run["results"]):
+        mine = [(label, run) for label, run in zip(labels, runs) if method in run["scores"]]
+        reference = REFERENCES.get(method, "baseline")
+        entry: dict[str, Any] = {
+            "reference": reference, "seeds": [label for label, _ in mine],
+            "macs_removed": float(np.mean([1.0 - run["results"][method]["macs"] / run["results"]["baseline"]["macs"]
+                                           for _, run in mine])),
+            "test_dice": float(np.mean([np.mean(list(run["scores"][method].values())) for _, run in mine])),
+        }
+        paired = [run for _, run in mine if reference in run["scores"]]
+        if method != reference and paired:
+            differences = np.stack([paired_differences(run["scores"][method], run["scores"][reference])[1]
+                                    for run in paired])
+            interval = crossed_bootstrap(differences, resamples=resamples)
+            entry["dice_vs_reference"] = {"mean": interval.mean, "low": interval.low, "high": interval.high,
+                                          "confidence": interval.confidence, "seeds": interval.seeds,
+                                          "cases": interval.cases, "excludes_zero": interval.excludes_zero()}
+        summary[method] = entry
+    return {"synthetic": all(run["synthetic"] for run in runs), "test_cases": len(first["test"]),
+            "works": [str(run["work"]) for run in runs], "summary": summary}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The summary as a markdown table with a heading line saying what the data and the interval are."""
+    header = ["method", "reference", "seeds", "MACs removed", "test Dice", "Dice vs reference [95% CI]",
+              "interval excludes 0"]
+    rows = []
+    for method, s in result["summary"].items():
+        versus = s.get("dice_vs_reference")
+        rows.append([method, s["reference"], str(len(s["seeds"])), percent_cell(s["macs_removed"]),
+                     f"{s['test_dice']:.4f}",
+                     interval_cell(versus["mean"], versus["low"], versus["high"]) if versus else "(reference)",
+                     ("yes" if versus["excludes_zero"] else "no") if versus else ""])
+    data = ("SYNTHETIC demo phantoms, not real scans" if result["synthetic"] else "real data")
+    lines = [f"{data}; {result['test_cases']} test cases, the same in every seed; Dice vs reference: mean paired "
+             "per-case Dice difference against the same-seed reference, 95% bootstrap interval over seeds and cases.",
+             "", *markdown_table(header, rows)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("works", nargs="+", type=Path, help="pruning_benchmark.py --work folders, one per seed")
+    parser.add_argument("--out", type=Path, required=True, help="folder for seed_summary.json and seed_summary.md")
+    parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    try:
+        result = summarise(args.works, resamples=args.resamples)
+    except (SummaryError, ValueError) as error:
+        raise SystemExit(f"seed_summary: {error}") from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "seed_summary.json").write_text(json.dumps(result, indent=2))
+    text = markdown(result)
+    (args.out / "seed_summary.md").write_text(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
