@@ -6,6 +6,11 @@ The zip holds the MONAI bundle layout under a top folder named after the bundle 
 ``<name>/docs``, ``<name>/LICENSE``); training outputs, caches and data (``runs/``, ``data/``, ``eval/``) stay out,
 so nothing patient-related travels by accident.  The collaborator needs ``pip install monai-pruning`` and then runs
 ``configs/inference.json`` from the unpacked folder.
+
+Exports made from the weights (``models/model.ts`` by ``ckpt_export``, ``models/model.onnx`` by ``onnx_export``, for
+``configs/inference_onnx.json``) travel too, but only when they are at least as new as ``models/model.pt``: an export
+left over from earlier weights (e.g. before the model was pruned again) would give the collaborator another network
+than the one the configs load, so packing stops and says which file to export again or delete.
 """
 
 from __future__ import annotations
@@ -17,8 +22,16 @@ from pathlib import Path
 
 __all__ = ["pack_bundle"]
 
-SHIPPED = ("configs", "docs", "LICENSE", "models/model.pt", "models/model.ts")
-REQUIRED = ("configs/metadata.json", "configs/inference.json", "LICENSE", "models/model.pt")
+WEIGHTS = "models/model.pt"
+#: files made from the weights, with the command that makes them again
+EXPORTS = {
+    "models/model.ts": "python -m monai.bundle ckpt_export pruned_network_def --filepath models/model.ts --ckpt_file "
+                       "models/model.pt --key_in_ckpt model --meta_file configs/metadata.json --config_file "
+                       "configs/inference.json",
+    "models/model.onnx": "python -m monai.bundle onnx_export --args_file configs/export_onnx.json",
+}
+SHIPPED = ("configs", "docs", "LICENSE", WEIGHTS, *EXPORTS)
+REQUIRED = ("configs/metadata.json", "configs/inference.json", "LICENSE", WEIGHTS)
 
 
 def pack_bundle(bundle_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
@@ -26,11 +39,17 @@ def pack_bundle(bundle_dir: str | os.PathLike, output: str | os.PathLike | None 
 
     Raises:
         FileNotFoundError: the bundle misses a file a collaborator needs (e.g. ``models/model.pt``: train first).
+        ValueError: an export (``models/model.ts``, ``models/model.onnx``) is older than ``models/model.pt``.
     """
     root = Path(bundle_dir).resolve()
     for needed in REQUIRED:
         if not (root / needed).exists():
             raise FileNotFoundError(f"cannot pack {root}: {needed} is missing (train the bundle first?)")
+    weights_time = (root / WEIGHTS).stat().st_mtime
+    for export, command in EXPORTS.items():
+        if (root / export).exists() and (root / export).stat().st_mtime < weights_time:
+            raise ValueError(f"cannot pack {root}: {export} is older than {WEIGHTS}, so it holds other weights; "
+                             f"export it again ({command}) or delete it")
     target = Path(output) if output is not None else Path.cwd() / f"{root.name}.zip"
     partial = target.with_name(target.name + ".partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -54,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         print(pack_bundle(args.bundle_dir, args.output))
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         parser.exit(1, f"ERROR: {err}\n")
 
 
