@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "polypgen_benchmark.py"
+from tests.benchmarks.benchmark_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("polypgen_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["polypgen_benchmark"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("polypgen_benchmark")
 
 
 def test_every_run_comes_after_the_runs_it_needs_and_its_reference(bench):

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from monai_pruning.engine import ChannelPruner
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pruning_benchmark.py"
+from tests.benchmarks.benchmark_scripts import BENCHMARKS, load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("pruning_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pruning_benchmark")
 
 
 def _row(params: int, macs: float, dice: float, latency_s: float, **extra) -> dict:
@@ -79,7 +74,7 @@ def test_tables_add_the_latency_bound_of_the_narrowest_network_when_measured(ben
 
 
 def test_narrowest_network_leaves_every_prunable_group_at_the_floor_and_still_runs(bench):
-    bundle = SCRIPT.parents[1] / "bundles" / "polyp_endoscopy_segmentation"
+    bundle = BENCHMARKS.parent / "bundles" / "polyp_endoscopy_segmentation"
     shape = (1, 3, 64, 64)
     network = bench.narrowest_network(bundle, 3, shape)
     widths = ChannelPruner(network, (2, 3, 64, 64)).widths()

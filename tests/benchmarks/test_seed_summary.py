@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_summary.py"
+from tests.benchmarks.benchmark_scripts import load_script
+
 CASES = [f"case_{i:05d}" for i in range(6)]
 
 
 @pytest.fixture(scope="module")
 def summary():
-    spec = importlib.util.spec_from_file_location("seed_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("seed_summary")
 
 
 def _work(root: Path, seed: int, dice: dict[str, dict[str, float]], macs: dict[str, float],
