@@ -40,6 +40,19 @@ def test_the_real_data_recipe_lies_over_train_json_in_every_run_and_in_its_evalu
     assert bench.training_setting("num_epochs", ["num_epochs=7"], recipe) == 7
 
 
+def test_the_scheduled_sauron_run_is_the_paper_constant_run_with_the_recommended_schedule_on_top(bench, tmp_path):
+    plans = bench.method_plans(4, 3)
+    paper, scheduled = plans["sauron"], plans["sauron_scheduled"]
+    assert scheduled.configs == paper.configs and scheduled.epochs == paper.epochs
+    assert scheduled.reference == paper.reference == "baseline" and not scheduled.needs
+    run = bench.RunFolder(tmp_path, scheduled, 1)
+    overrides = run.overrides({}, tmp_path, [])
+    flags = dict(zip(overrides[::2], overrides[1::2]))
+    assert flags["--sauron#patience"] == "1" and flags["--sauron#target_macs_reduction"] == "0.9"
+    assert "--sauron#patience" not in bench.RunFolder(tmp_path, paper, 1).overrides({}, tmp_path, [])
+    assert run.root == tmp_path / "seed1" / "sauron_scheduled"
+
+
 def test_asking_for_one_method_brings_the_runs_it_needs(bench):
     plans = bench.method_plans(10, 10)
     assert bench.with_dependencies(["tp_l1"], plans) == ["baseline", "baseline_long", "taylorfo", "tp_l1"]
