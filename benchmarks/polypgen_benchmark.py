@@ -305,7 +305,7 @@ def training_config(overrides: list[str], recipe: tuple[str, ...] = ()) -> Confi
 
 
 def training_setting(name: str, overrides: list[str], recipe: tuple[str, ...] = ()) -> Any:
-    """A value of the polyp ``train.json`` as every run saw it: the bundle's, unless the recipe or ``--set`` replaced it."""
+    """A value of the polyp ``train.json`` as every run saw it: the bundle's, unless the recipe or ``--set`` set it."""
     return training_config(overrides, recipe).get_parsed_content(name)
 
 
