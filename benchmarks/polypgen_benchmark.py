@@ -129,8 +129,8 @@ class Plan:
 
 def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()) -> dict[str, Plan]:
     """
-    Every method the benchmark knows, in an order where each run comes after the runs it needs and its reference
-    (the order runs start in: the methods before the controls and peers). ``recipe``: config
+    Every method the benchmark knows, in an order where each run comes after the runs it needs (the order runs
+    start in without ``--methods``: the methods before the controls and peers). ``recipe``: config
     files of the bundle's ``configs/`` laid over ``train.json`` in every run (the training recipe for real frames),
     before the method's own overlays.
     """
@@ -141,8 +141,8 @@ def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()
         Plan("baseline", train, epochs, "baseline"),
         Plan("sauron", train + ("prune_sauron.json",), epochs, "baseline"),
         Plan("sauron_scheduled", train + ("prune_sauron.json",), epochs, "baseline", overrides=SAURON_SCHEDULE),
-        Plan("baseline_long", finetune + ("finetune_dense.json",), finetune_epochs, "baseline_long", "baseline"),
         Plan("taylorfo", finetune, finetune_epochs, "baseline_long", "baseline"),
+        Plan("baseline_long", finetune + ("finetune_dense.json",), finetune_epochs, "baseline_long", "baseline"),
         Plan("scratch_sauron", train + ("scratch_pruned.json",), epochs, "baseline", architecture_of="sauron"),
         Plan("scratch_taylorfo", train + ("scratch_pruned.json",), epochs + finetune_epochs, "baseline_long",
              architecture_of="taylorfo"),
@@ -158,17 +158,27 @@ def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()
 
 
 def with_dependencies(methods: list[str], plans: dict[str, Plan]) -> list[str]:
-    """``methods`` plus every run they need (and their references), in the plans' order."""
-    wanted: set[str] = set()
-    todo = list(methods)
-    while todo:
-        name = todo.pop()
+    """
+    ``methods`` plus every run they need, then the references they are compared with, in the order runs start:
+    each asked-for method as early as its inputs allow, in the order asked (``--methods taylorfo sauron`` trains
+    TaylorFO first), and the references nothing needs last.
+    """
+    for name in methods:
         if name not in plans:
             raise SystemExit(f"unknown method {name!r}: choose from {', '.join(plans)}")
-        if name not in wanted:
-            wanted.add(name)
-            todo.extend(plans[name].needs + (plans[name].reference,))
-    return [name for name in plans if name in wanted]
+    order: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in order:
+            for need in plans[name].needs:
+                add(need)
+            order.append(name)
+
+    for name in methods:
+        add(name)
+    for name in list(order):
+        add(plans[name].reference)
+    return order
 
 
 def fixed_split(data: Path, work: Path, val_fraction: float, test_fraction: float) -> dict:
@@ -528,7 +538,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the PolypGen folder (data_C1 .. data_C6)")
     parser.add_argument("--work", required=True, help="folder for the runs and the results (resumable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=None, help="default: every method (and what it needs)")
+    parser.add_argument("--methods", nargs="+", default=None, help="started in this order, each after the runs it "
+                        "needs, their references last (default: every method)")
     parser.add_argument("--epochs", type=int, default=100, help="baseline / Sauron training epochs")
     parser.add_argument("--finetune_epochs", type=int, default=100, help="epochs of runs that start from the baseline")
     parser.add_argument("--val_fraction", type=float, default=0.2)

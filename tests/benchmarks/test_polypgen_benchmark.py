@@ -16,12 +16,13 @@ def bench():
     return load_script("polypgen_benchmark")
 
 
-def test_every_run_comes_after_the_runs_it_needs_and_its_reference(bench):
+def test_every_run_comes_after_the_runs_it_needs_and_the_methods_before_their_controls(bench):
     plans = bench.method_plans(epochs=100, finetune_epochs=60)
     order = list(plans)
     for name, plan in plans.items():
-        for needed in plan.needs + (plan.reference,):
-            assert order.index(needed) <= order.index(name), (name, needed)
+        for needed in plan.needs:
+            assert order.index(needed) < order.index(name), (name, needed)
+    assert order[:4] == ["baseline", "sauron", "sauron_scheduled", "taylorfo"]
     assert plans["scratch_taylorfo"].epochs == 160 and plans["scratch_sauron"].epochs == 100
     assert plans["taylorfo"].reference == "baseline_long" and plans["sauron"].reference == "baseline"
     assert {name for name, plan in plans.items() if plan.peer} == {"tp_taylor", "tp_l1"}
@@ -55,10 +56,19 @@ def test_the_scheduled_sauron_run_is_the_paper_constant_run_with_the_recommended
 
 def test_asking_for_one_method_brings_the_runs_it_needs(bench):
     plans = bench.method_plans(10, 10)
-    assert bench.with_dependencies(["tp_l1"], plans) == ["baseline", "baseline_long", "taylorfo", "tp_l1"]
-    assert bench.with_dependencies(["scratch_sauron"], plans) == ["baseline", "sauron", "scratch_sauron"]
+    assert bench.with_dependencies(["tp_l1"], plans) == ["baseline", "taylorfo", "tp_l1", "baseline_long"]
+    assert bench.with_dependencies(["scratch_sauron"], plans) == ["sauron", "scratch_sauron", "baseline"]
+    assert bench.with_dependencies(list(plans), plans) == list(plans)
     with pytest.raises(SystemExit, match="unknown method 'magic'"):
         bench.with_dependencies(["magic"], plans)
+
+
+def test_runs_start_in_the_order_the_methods_were_asked_for_after_their_inputs_and_before_references(bench):
+    plans = bench.method_plans(10, 10)
+    asked = bench.with_dependencies(["sauron_scheduled", "taylorfo", "sauron"], plans)
+    assert asked == ["sauron_scheduled", "baseline", "taylorfo", "sauron", "baseline_long"]
+    assert bench.with_dependencies(["taylorfo", "sauron_scheduled"], plans) == ["baseline", "taylorfo",
+                                                                              "sauron_scheduled", "baseline_long"]
 
 
 def test_controls_and_peers_take_their_architecture_and_macs_from_the_run_they_match(bench, tmp_path):
@@ -82,7 +92,7 @@ def test_random_control_prunes_from_the_baseline_with_taylorfos_schedule_to_tayl
     plan = plans["random"]
     assert plan.configs == plans["taylorfo"].configs and plan.epochs == 3 and not plan.peer
     assert (plan.starts_from, plan.reference, plan.macs_of) == ("baseline", "baseline_long", "taylorfo")
-    assert bench.with_dependencies(["random"], plans) == ["baseline", "baseline_long", "taylorfo", "random"]
+    assert bench.with_dependencies(["random"], plans) == ["baseline", "taylorfo", "random", "baseline_long"]
     runs = {name: bench.RunFolder(tmp_path, plans[name], 2) for name in plans}
     pruning = runs["taylorfo"].root / "runs" / "pruning"
     pruning.mkdir(parents=True)
