@@ -74,7 +74,10 @@ from pruning_benchmark import (  # noqa: E402
 )
 
 from monai_pruning.data import prepare_task_data  # noqa: E402
-from monai_pruning.handlers.feature_map_comparison import networks_from_checkpoints, write_feature_map_comparison  # noqa: E402,E501
+from monai_pruning.handlers.feature_map_comparison import (  # noqa: E402
+    networks_from_checkpoints,
+    write_feature_map_comparison,
+)
 from monai_pruning.measure import (  # noqa: E402
     RUNTIME_LATENCY,
     available_runtimes,
@@ -90,7 +93,12 @@ from monai_pruning.report.comparison import (  # noqa: E402
     runtime_note,
     runtime_table,
 )
-from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, paired_differences, read_case_scores  # noqa: E402
+from monai_pruning.report.paired_dice import (  # noqa: E402
+    crossed_bootstrap,
+    group_means,
+    paired_differences,
+    read_case_scores,
+)
 
 BUNDLE = "polyp_endoscopy_segmentation"
 SOURCE = REPO / "bundles" / BUNDLE
@@ -458,7 +466,8 @@ def plot(result: dict, path: Path) -> None:
         versus = result["summary"][method].get("dice_vs_reference")
         if versus:
             x = result["summary"][method]["macs_removed"]
-            right.errorbar([x], [versus["mean"]], yerr=[[versus["mean"] - versus["low"]], [versus["high"] - versus["mean"]]],
+            spread = [[versus["mean"] - versus["low"]], [versus["high"] - versus["mean"]]]
+            right.errorbar([x], [versus["mean"]], yerr=spread,
                            fmt="o", capsize=4, color=points.get_facecolor()[0], label=method)
     left.set(xlabel="MACs removed", ylabel="test Dice (one point per seed)", title="PolypGen test frames")
     right.axhline(0.0, color="grey", lw=0.8)
@@ -481,26 +490,42 @@ def comparison_frame(split: dict, overrides: list[str], recipe: tuple[str, ...] 
     raise SystemExit("no test frame with a polyp to compare feature maps on")
 
 
+COMPARED = ("baseline", "sauron_scheduled", "sauron", "taylorfo")
+
+
+def comparison_runs(runs: dict[tuple[int, str], RunFolder], seeds: list[int]) -> tuple[int, list[str]] | None:
+    """
+    The seed and the methods of the feature-map comparison: the first seed whose baseline, TaylorFO and at least one
+    Sauron run (the scheduled one, the paper's constants, or both) are finished; None if no seed has them yet.
+    """
+    for seed in seeds:
+        finished = [m for m in COMPARED if (seed, m) in runs and runs[(seed, m)].done]
+        if {"baseline", "taylorfo"} <= set(finished) and {"sauron", "sauron_scheduled"} & set(finished):
+            return seed, finished
+    return None
+
+
 def write_comparisons(runs: dict[tuple[int, str], RunFolder], split: dict, args: argparse.Namespace,
                       outputs: list[Path]) -> None:
-    """Feature maps of the baseline, Sauron and TaylorFO of the first seed that has all three, on one test frame."""
-    wanted = ("baseline", "sauron", "taylorfo")
-    seed = next((s for s in args.seeds if all((s, m) in runs and runs[(s, m)].done for m in wanted)), None)
-    if seed is None:
-        print("feature map comparison skipped: no seed has finished baseline, sauron and taylorfo runs")
+    """Feature maps of the baseline and each finished pruning method of one seed (:func:`comparison_runs`)."""
+    chosen = comparison_runs(runs, args.seeds)
+    if chosen is None:
+        print("feature map comparison skipped: no seed has finished baseline, Sauron and TaylorFO runs")
         return
+    seed, methods = chosen
     case, image = comparison_frame(split, args.all_set, tuple(args.recipe))
     parser = ConfigParser()
     parser.read_config(str(SOURCE / "configs" / "inference.json"))
     networks = networks_from_checkpoints(parser.get_parsed_content("network_def"),
-                                         {m: runs[(seed, m)].model for m in wanted})
+                                         {m: runs[(seed, m)].model for m in methods})
     for folder in outputs:
         page = write_feature_map_comparison(networks, image, folder / "feature_maps_polypgen",
                                             title=f"PolypGen test frame {case}, seed {seed}")
         print(f"feature map comparison: {page}")
 
 
-def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split: dict, args: argparse.Namespace) -> dict:
+def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split: dict,
+           args: argparse.Namespace) -> dict:
     """Measure every finished run and compare each with its same-seed reference."""
     warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
     roi = tuple(training_setting("roi_size", args.all_set, tuple(args.recipe)))
@@ -522,7 +547,8 @@ def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split
         row["test_dice"] = float(np.mean(list(scores[(seed, method)].values())))
         reference = plans[method].reference
         if method != reference and (seed, reference) in scores:
-            row["dice_vs_reference"] = float(paired_differences(scores[(seed, method)], scores[(seed, reference)])[1].mean())
+            _, differences = paired_differences(scores[(seed, method)], scores[(seed, reference)])
+            row["dice_vs_reference"] = float(differences.mean())
         rows.append(row)
         print(f"measured seed {seed} {method}: Dice {row['test_dice']:.4f}, MACs {row['macs'] / 1e6:.1f} M", flush=True)
     result = {"test_frames": len(split["test"]), "resolution": list(roi), "deploy_resolution": list(DEPLOY_SIZE),
@@ -555,8 +581,10 @@ def main() -> None:
                         help="config override for one method's runs (repeatable), e.g. "
                              "--method_set sauron:sauron#target_macs_reduction=0.9")
     parser.add_argument("--report", action="store_true", help="train nothing; measure and compare finished runs")
-    parser.add_argument("--docs", action="store_true", help="with --report: also write the results into the "
-                                                            "bundle's docs/ (benchmark_polypgen.json/.md/.png)")
+    parser.add_argument("--feature_maps", action="store_true", help="train and time nothing; only write the feature "
+                        "map comparison of one seed's baseline, Sauron and TaylorFO on a test frame")
+    parser.add_argument("--docs", action="store_true", help="with --report or --feature_maps: also write the results "
+                        "into the bundle's docs/ (benchmark_polypgen.json/.md/.png, feature_maps_polypgen/)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating latency rounds")
     parser.add_argument("--runtimes", nargs="+", default=None, choices=list(RUNTIME_LATENCY),
                         help="runtimes to time every model in (default: all installed here)")
@@ -581,6 +609,10 @@ def main() -> None:
         plan = plans[method]
         plans[method] = replace(plan, overrides=plan.overrides + tuple(cli_overrides([override])))
     runs = {(seed, m): RunFolder(work, plans[m], seed) for seed in args.seeds for m in methods}
+    outputs = [work] + ([SOURCE / "docs"] if args.docs else [])
+    if args.feature_maps:
+        write_comparisons(runs, split, args, outputs)
+        return
     if not args.report:
         failed = run_all(runs, data, split_file, cli_overrides(args.all_set), args.jobs, args.threads)
         if failed:
@@ -588,7 +620,6 @@ def main() -> None:
         print("every run finished; measure and compare with --report")
         return
     result = report(runs, plans, split, args)
-    outputs = [work] + ([SOURCE / "docs"] if args.docs else [])
     for folder in outputs:
         (folder / "benchmark_polypgen.json").write_text(json.dumps(result, indent=2) + "\n")
         (folder / "benchmark_polypgen.md").write_text(markdown(result))

@@ -1,4 +1,4 @@
-"""The PolypGen benchmark driver: which runs it plans, in which order it starts them, how it resumes, what it reports."""
+"""The PolypGen benchmark driver: which runs it plans, in which order they start, how it resumes, what it reports."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def test_random_control_prunes_from_the_baseline_with_taylorfos_schedule_to_tayl
     runs = {name: bench.RunFolder(tmp_path, plans[name], 2) for name in plans}
     pruning = runs["taylorfo"].root / "runs" / "pruning"
     pruning.mkdir(parents=True)
-    rows = [{"phase": "pruning", "macs": 900, "macs_ratio": 0.9}, {"phase": "finetune", "macs": 230, "macs_ratio": 0.23}]
+    rows = [{"phase": "pruning", "macs": 900, "macs_ratio": 0.9},
+            {"phase": "finetune", "macs": 230, "macs_ratio": 0.23}]
     (pruning / "pruning_history.json").write_text(json.dumps(rows))
     values = runs["random"].overrides(runs, tmp_path / "data", [])
     assert "--peer#target_macs" not in values and values[values.index("--seed") + 1] == "2"
@@ -239,3 +240,20 @@ def test_the_report_tables_every_runtime_as_the_mean_over_seeds_with_the_speed_u
     assert "| baseline | 12.0 ms, 83.3 fps |" in table and "| sauron | 5.0 ms, 200.0 fps (2.40x) |" in table
     assert "| 208.3 (ONNX Runtime) |" in table  # frames/s at 352x352 in the fastest runtime, mean over seeds
     assert table.rstrip().endswith("Not installed here, so not timed: OpenVINO.")
+
+
+def test_feature_map_comparison_takes_the_first_seed_with_a_baseline_taylorfo_and_a_sauron_run(bench, tmp_path):
+    plans = bench.method_plans(2, 2)
+    runs = {(seed, m): bench.RunFolder(tmp_path, plans[m], seed) for seed in (0, 1) for m in plans}
+
+    def finish(seed, *methods):
+        for method in methods:
+            runs[(seed, method)].root.mkdir(parents=True)
+            (runs[(seed, method)].root / "done.json").write_text("{}")
+
+    finish(0, "baseline", "sauron", "sauron_scheduled")
+    assert bench.comparison_runs(runs, [0, 1]) is None  # no TaylorFO yet
+    finish(1, "baseline", "taylorfo", "sauron")
+    assert bench.comparison_runs(runs, [0, 1]) == (1, ["baseline", "sauron", "taylorfo"])
+    finish(0, "taylorfo")
+    assert bench.comparison_runs(runs, [0, 1]) == (0, ["baseline", "sauron_scheduled", "sauron", "taylorfo"])
