@@ -277,6 +277,9 @@ def history_rows(root: Path) -> list[dict[str, Any]]:
 
 LABELS = {"baseline": "baseline", "sauron": "Sauron", "taylorfo": "TaylorFO", "baseline_ft": "baseline_ft (unpruned)",
           "tp_taylor": "Torch-Pruning Taylor", "tp_l1": "Torch-Pruning L1"}
+# The unpruned network trained as long as each method in all: the runs that fine-tune the baseline are compared with
+# its fine-tuning without pruning; Sauron trains from scratch as long as the baseline.
+REFERENCES = {"sauron": "baseline", "taylorfo": "baseline_ft", "tp_taylor": "baseline_ft", "tp_l1": "baseline_ft"}
 
 
 def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -284,15 +287,18 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
     The comparison table and, with a Sauron run, its training-cost table. Every ratio is against ``baseline``:
     parameters and MACs as fractions of it, speed-up as its latency over the model's, "pruned / dense" as the
     model's latency over that of a uniformly narrower dense network of the same MACs (1.0: pruning lost no speed
-    to uneven widths).
+    to uneven widths). "Dice vs trained as long" compares each pruned model with its unpruned reference of the same
+    total training (:data:`REFERENCES`; ``baseline_ft`` for the runs that fine-tune the baseline, when it was run).
     """
     base = results["baseline"]
-    header = ["model", "parameters", "MACs", "MACs removed", "test Dice", "Dice vs baseline", "CPU latency", "speed-up",
-              "dense net of equal MACs", "pruned / dense", "checkpoint", "peak inference memory"]
+    header = ["model", "parameters", "MACs", "MACs removed", "test Dice", "Dice vs baseline", "Dice vs trained as long",
+              "CPU latency", "speed-up", "dense net of equal MACs", "pruned / dense", "checkpoint",
+              "peak inference memory"]
     rows = []
     for method, r in results.items():
         first = method == "baseline"
         dense = r.get("dense_same_macs_latency_s")
+        reference = REFERENCES.get(method)
         rows.append([
             LABELS.get(method, method),
             count_cell(r["params"], None if first else base["params"]),
@@ -300,6 +306,7 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
             percent_cell(1 - r["macs"] / base["macs"]),
             dice_cell(r["dice"], per_class=r.get("class_dice")),
             "" if first else difference_cell(r["dice"], base["dice"]),
+            f"{difference_cell(r['dice'], results[reference]['dice'])} ({reference})" if reference in results else "",
             milliseconds_cell(r["latency_s"]),
             ratio_cell(base["latency_s"], r["latency_s"]),
             milliseconds_cell(dense) if dense else "",

@@ -45,7 +45,7 @@ def test_tables_state_sizes_speed_and_dice_as_ratios_to_the_baseline(bench):
     }
     lines = bench.markdown_tables(results)
     baseline, taylorfo, sauron = lines[2:5]
-    assert baseline.startswith("| baseline | 1,000 | 400.0 M | 0.0% | 0.8000 |  | 20.0 ms | 1.00x |")
+    assert baseline.startswith("| baseline | 1,000 | 400.0 M | 0.0% | 0.8000 |  |  | 20.0 ms | 1.00x |")
     assert "| TaylorFO | 250 (0.25x) | 100.0 M (0.25x) | 75.0% | 0.7900 (kidney 0.900, tumour 0.680) | -0.0100 |" in (
         taylorfo
     )
@@ -53,6 +53,16 @@ def test_tables_state_sizes_speed_and_dice_as_ratios_to_the_baseline(bench):
     assert "| 0.500 s / 0.600 s (+20%) |" in "\n".join(lines)
     assert "| 6.0 s / 4.0 s |" in "\n".join(lines)
     assert sauron.count("|") == baseline.count("|")  # no dense column values, but the same number of cells
+    assert "| -0.1000 | -0.1000 (baseline) |" in sauron  # Sauron trains from scratch as long as the baseline
+    assert "| -0.0100 |  |" in taylorfo  # no unpruned fine-tuning of the baseline was run to compare with
+
+
+def test_runs_that_fine_tune_the_baseline_are_compared_with_its_unpruned_fine_tuning(bench):
+    results = {"baseline": _row(1000, 400e6, 0.80, 0.020), "baseline_ft": _row(1000, 400e6, 0.83, 0.020),
+               "taylorfo": _row(250, 100e6, 0.82, 0.008), "tp_l1": _row(250, 100e6, 0.60, 0.008)}
+    taylorfo, tp_l1 = bench.markdown_tables(results)[4:6]
+    assert "| +0.0200 | -0.0100 (baseline_ft) |" in taylorfo
+    assert "| -0.2000 | -0.2300 (baseline_ft) |" in tp_l1
 
 
 def test_overhead_only_times_plain_and_regularised_iterations_without_training(bench, tmp_path, monkeypatch, capsys):
