@@ -76,8 +76,9 @@ class EpochProgress:
     """
     Logs one line at the end of every training epoch: the epoch's mean training loss, the validator's latest key
     metric (and the epoch it was taken at), the network's MACs as a fraction of the network as the config built it
-    (unpruned), the time since the run started and an estimate of the time left (the mean epoch time of this run
-    times the epochs to go).
+    (unpruned), the time since the run started (or was resumed) and an estimate of the time left (the mean time of
+    the epochs run since then times the epochs to go; a resumed run counts from the epoch its checkpoint restored,
+    which a loader sets after ``Events.STARTED``, so the count starts at the first epoch that runs).
 
     It reads what the trainer and validator already have, so a line costs nothing while the network keeps its
     widths; when they change (a cut), one forward pass at batch 1 (``example_shape`` with its batch set to 1, in
@@ -135,7 +136,7 @@ class EpochProgress:
         self._loss_sum = 0.0
         self._loss_count = 0
         self._started_at: float | None = None
-        self._start_epoch = 0
+        self._start_epoch: int | None = None
 
     def attach(self, engine: Engine) -> None:
         """Register the callbacks on the trainer (the line at ``Events.EPOCH_COMPLETED``)."""
@@ -160,9 +161,11 @@ class EpochProgress:
 
     def _started(self, engine: Engine) -> None:
         self._started_at = time.perf_counter()
-        self._start_epoch = int(engine.state.epoch)
+        self._start_epoch = None
 
     def _epoch_started(self, engine: Engine) -> None:
+        if self._start_epoch is None:
+            self._start_epoch = int(engine.state.epoch) - 1
         self._loss_sum, self._loss_count = 0.0, 0
 
     def _iteration_completed(self, engine: Engine) -> None:
@@ -188,7 +191,7 @@ class EpochProgress:
         epoch, max_epochs = int(engine.state.epoch), int(engine.state.max_epochs)
         now = time.perf_counter()
         elapsed = now - self._started_at if self._started_at is not None else 0.0
-        done = epoch - self._start_epoch
+        done = epoch - (self._start_epoch if self._start_epoch is not None else 0)
         eta = elapsed / done * (max_epochs - epoch) if done > 0 else None
         loss = self._loss_sum / self._loss_count if self._loss_count else None
         macs_left = None

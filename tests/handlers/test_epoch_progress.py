@@ -76,6 +76,33 @@ def test_one_line_per_epoch_with_the_mean_loss_the_latest_metric_and_the_macs_le
     assert lines[-1].endswith("ETA 0:00")
 
 
+def test_a_resumed_run_estimates_the_time_left_from_the_epochs_it_ran_not_from_epoch_zero(caplog, monkeypatch):
+    from ignite.engine import Engine
+
+    from monai_pruning.handlers import epoch_progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(epoch_progress.time, "perf_counter", lambda: clock[0])
+    trainer = Engine(lambda engine, batch: 0.5)
+    EpochProgress(output_transform=lambda output: output).attach(trainer)
+
+    def restore_checkpoint(engine):  # as MONAI's CheckpointLoader, attached after the progress handler
+        engine.state.epoch = 6
+        engine.state.iteration = 6 * 2
+
+    def one_minute_per_epoch(engine):
+        clock[0] += 60.0
+
+    trainer.add_event_handler(Events.STARTED, restore_checkpoint)
+    trainer.add_event_handler(Events.EPOCH_STARTED, one_minute_per_epoch)
+    with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
+        trainer.run([0, 1], max_epochs=10)
+    lines = [record.getMessage() for record in caplog.records if record.name == LOGGER_NAME]
+    assert [line.split("/")[0] for line in lines] == [f"epoch {e:2d}" for e in range(7, 11)]
+    assert lines[0].endswith("elapsed 1:00  ETA 3:00")  # 3 epochs to go at 1 minute each
+    assert lines[2].endswith("elapsed 3:00  ETA 1:00")
+
+
 def test_progress_line_and_durations_read_as_documented():
     line = progress_line(4, 20, 0.42131, "val_mean_dice", 0.612, 2, 0.4312, 42.4, 130.0)
     assert line == "epoch  4/20  loss 0.4213  val_mean_dice 0.6120 (epoch 2)  MACs left 43.1%  elapsed 0:42  ETA 2:10"
