@@ -429,7 +429,8 @@ def markdown(result: dict) -> str:
             str(len(s["seeds"])),
             percent_cell(s["macs_removed"]),
             f"{s['test_dice']:.4f}",
-            interval_cell(versus["mean"], versus["low"], versus["high"]) if versus else "(reference)",
+            (interval_cell(versus["mean"], versus["low"], versus["high"]) if versus
+             else "(reference)" if s["reference"] == method else f"({s['reference']} not finished)"),
             f"{s['pruned_over_dense_352']:.2f}" if "pruned_over_dense_352" in s else "",
             f"{s['fps_352']:.1f} ({', '.join(RUNTIME_LABELS.get(r, r) for r in s['runtime'].split('/'))})",
             f"{s['checkpoint_mb']:.2f} MB",

@@ -178,6 +178,11 @@ def test_summary_pairs_each_method_with_its_same_seed_reference_over_seeds_and_f
     assert "| sauron | baseline | 3 | 90.0% |" in table and "-0.0500 [-0.0500, -0.0500]" in table
     assert summary["sauron"]["peak_memory_352_mb"] == pytest.approx(111.0)  # mean over the seeds
     assert "| 2.60 MB | 111 MB |" in table and "| 8.00 MB | 201 MB |" in table  # checkpoint, peak RAM
+    assert "| baseline | baseline | 3 | 0.0% | 0.7" in table and "| (reference) |" in table
+    unpaired = {key: value for key, value in scores.items() if key[1] == "sauron"}  # the baseline still training
+    alone = bench.summarise([row for row in rows if row["method"] == "sauron"], unpaired, plans, centres, resamples=10)
+    assert "| (baseline not finished) |" in bench.markdown({"test_frames": 40, "resolution": [128, 128],
+                                                           "summary": alone})
 
 
 def test_a_run_is_timed_in_every_runtime_and_reports_its_fastest_with_the_dense_ratio_in_that_runtime(
