@@ -622,7 +622,7 @@ class ThresholdSchedule:
     - validation stalled: the last validation metric is not a new best compared with the *earlier* ones (strictly
       greater for ``metric_mode="max"``, strictly smaller for ``"min"``; a single value counts as a new best).
       With no validation metric recorded at all this condition does not block, so runs without a validation set
-      still prune (the original code then never raised tau);
+      still prune (the original code then never raised tau). With ``new_best_blocks=False`` it is not tested;
     - the group removed fewer than ``ceil(mu * width_before)`` channels in its last cut.
 
     Groups are registered lazily at ``tau_start`` (the first time :meth:`update` or :meth:`threshold` sees them).
@@ -639,6 +639,12 @@ class ThresholdSchedule:
             relative ``threshold`` of ``torch.optim.lr_scheduler.ReduceLROnPlateau``. 0 (the paper): any new minimum
             blocks. A short schedule whose loss keeps falling by a few percent per epoch (epochs of a few
             iterations, as in the demo bundles) never plateaus otherwise, so tau never leaves ``tau_start``.
+        new_best_blocks: True (the paper's rule as written): a new best validation metric blocks every rise until a
+            later validation is not a new best, and the last metric stands until the next validation (``val_interval``
+            epochs). False: the metric is not consulted, which is what the original code did in effect (its test
+            compared the last value with a minimum that already included it, so it never blocked). On a run whose
+            validation Dice keeps rising, as on real frames where 100 epochs do not converge, True leaves tau at its
+            first steps for most of the run.
     """
 
     def __init__(
@@ -650,6 +656,7 @@ class ThresholdSchedule:
         mu: float = 0.02,
         metric_mode: str = "max",
         plateau_tolerance: float = 0.0,
+        new_best_blocks: bool = True,
     ) -> None:
         if not 0.0 <= float(tau_start) <= float(tau_max):
             raise ValueError(
@@ -665,7 +672,10 @@ class ThresholdSchedule:
             raise ValueError(f"ThresholdSchedule: `metric_mode` must be 'max' or 'min', got {metric_mode!r}.")
         if isinstance(plateau_tolerance, bool) or not 0.0 <= float(plateau_tolerance) < 1.0:
             raise ValueError(f"ThresholdSchedule: `plateau_tolerance` must be in [0, 1), got {plateau_tolerance!r}.")
+        if not isinstance(new_best_blocks, bool):
+            raise ValueError(f"ThresholdSchedule: `new_best_blocks` must be True or False, got {new_best_blocks!r}.")
         self.plateau_tolerance = float(plateau_tolerance)
+        self.new_best_blocks = new_best_blocks
         self.tau_start = float(tau_start)
         self.tau_max = float(tau_max)
         self.kappa = kappa
@@ -759,7 +769,9 @@ class ThresholdSchedule:
             cut_small[group] = removed < math.ceil(self.mu * width)
         for group in cut_small:
             self._register(group, "update")
-        globally_converged = self.training_loss_plateaued(train_losses) and self.validation_stalled(val_metrics)
+        globally_converged = self.training_loss_plateaued(train_losses) and (
+            not self.new_best_blocks or self.validation_stalled(val_metrics)
+        )
         for group in self._step:
             if self._wait[group] > 0:
                 self._wait[group] -= 1
@@ -778,6 +790,7 @@ class ThresholdSchedule:
             "mu": self.mu,
             "metric_mode": self.metric_mode,
             "plateau_tolerance": self.plateau_tolerance,
+            "new_best_blocks": self.new_best_blocks,
             "groups": {
                 group: {"step": self._step[group], "patience_left": self._wait[group], "tau": self.levels[step]}
                 for group, step in self._step.items()
@@ -791,7 +804,8 @@ class ThresholdSchedule:
         """
         if not isinstance(state, Mapping) or "groups" not in state:
             raise ValueError("ThresholdSchedule.load_state_dict: `state` must be a state_dict() dict with 'groups'.")
-        for key in ("tau_start", "tau_max", "kappa", "patience", "mu", "metric_mode", "plateau_tolerance"):
+        for key in ("tau_start", "tau_max", "kappa", "patience", "mu", "metric_mode", "plateau_tolerance",
+                    "new_best_blocks"):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(
                     f"ThresholdSchedule.load_state_dict: saved {key}={state[key]!r} differs from this schedule's "

@@ -66,11 +66,12 @@ class SauronPruning(PruningHandlerBase):
       last ``score_batches`` batches of the epoch, delta_prune against one reference channel per group (drawn once
       per epoch from a generator seeded with ``seed``) is accumulated.
     - ``Events.EPOCH_COMPLETED``: the thresholds are updated (plateau of the epoch's mean segmentation loss,
-      stalled validation metric, fewer than ``mu`` of the group removed last time), then every group loses its
-      channels with delta_prune < tau (never the reference, never below ``min_channels``). The optimizer keeps its
-      state. One history row per epoch: widths and tau per group, MACs, parameters, epoch time, losses, metric,
-      and for every group cut, ``cut_scores``: delta_prune / tau of the channels removed against those kept
-      (:func:`~monai_pruning.report.history.cut_score_summary`, the reference left out), drawn in ``cut_scores.png``.
+      stalled validation metric unless ``new_best_blocks=False``, fewer than ``mu`` of the group removed last
+      time), then every group loses its channels with delta_prune < tau (never the reference, never below
+      ``min_channels``). The optimizer keeps its state. One history row per epoch: widths and tau per group, MACs,
+      parameters, epoch time, losses, metric, and for every group cut, ``cut_scores``: delta_prune / tau of the
+      channels removed against those kept (:func:`~monai_pruning.report.history.cut_score_summary`, the reference
+      left out), drawn in ``cut_scores.png``.
     - With ``target_macs_reduction``: the epoch whose cut would pass the target cuts only its most redundant
       candidates (lowest delta_prune relative to tau), as many as the target needs; once the target is reached,
       pruning stops and so does the regulariser (not computed, weight 0), and the remaining epochs fine-tune the
@@ -95,6 +96,8 @@ class SauronPruning(PruningHandlerBase):
         mu: a group that removed at least this fraction of its channels in its last cut does not rise yet.
         plateau_tolerance: relative fall of the epoch's training loss that still counts as a plateau (0: the paper,
             any new minimum blocks a rise); see :class:`~monai_pruning.criteria.ThresholdSchedule`.
+        new_best_blocks: a new best validation metric blocks the rise (True: the paper's rule as written); False:
+            the metric is not consulted, as in the original code, where that test could never fail.
         score_batches: number of training batches at the end of each epoch on which delta_prune is measured;
             None: all batches of the epoch.
         seed: seed of the generator drawing the delta_prune reference channels.
@@ -128,6 +131,7 @@ class SauronPruning(PruningHandlerBase):
         patience: int = 5,
         mu: float = 0.02,
         plateau_tolerance: float = 0.0,
+        new_best_blocks: bool = True,
         score_batches: int | None = None,
         seed: int = 0,
         target_macs_reduction: float | None = None,
@@ -174,7 +178,8 @@ class SauronPruning(PruningHandlerBase):
             raise PruningHandlerError(f"SauronPruning: `warmup_epochs` must be an int >= 0, got {warmup_epochs!r}.")
         try:
             self.schedule = ThresholdSchedule(
-                tau_start, tau_max, kappa, patience, mu, metric_mode=metric_mode, plateau_tolerance=plateau_tolerance
+                tau_start, tau_max, kappa, patience, mu, metric_mode=metric_mode, plateau_tolerance=plateau_tolerance,
+                new_best_blocks=new_best_blocks,
             )
         except ValueError as err:
             raise PruningHandlerError(f"SauronPruning: {err}") from None

@@ -137,6 +137,25 @@ def test_new_best_validation_metric_blocks_the_rise():
     _assert_taus(loss_mode.update(plateau, [0.5, 0.6], {"a": (0, 10)}), {"a": LEVELS[1]})
 
 
+def test_without_new_best_blocks_a_rising_validation_metric_no_longer_holds_tau_back():
+    plateau, rising = [1.0, 2.0, 1.5], [0.5, 0.6]
+    _assert_taus(_schedule().update(plateau, rising, {"a": (0, 10)}), {"a": LEVELS[0]})
+    free = _schedule(new_best_blocks=False)
+    _assert_taus(free.update(plateau, rising, {"a": (0, 10)}), {"a": LEVELS[1]})
+    falling = [1.0, 2.0, 0.5]  # a new low of the training loss still blocks
+    _assert_taus(_schedule(new_best_blocks=False).update(falling, rising, {"a": (0, 10)}), {"a": LEVELS[0]})
+
+
+def test_new_best_blocks_is_validated_and_part_of_the_saved_settings():
+    with pytest.raises(ValueError, match="new_best_blocks"):
+        _schedule(new_best_blocks="no")
+    saved = _schedule(new_best_blocks=False).state_dict()
+    assert saved["new_best_blocks"] is False
+    with pytest.raises(ValueError, match="new_best_blocks"):
+        _schedule().load_state_dict(saved)
+    _schedule(new_best_blocks=False).load_state_dict(saved)
+
+
 def test_tau_is_capped_at_tau_max():
     schedule = _schedule(patience=1)
     losses = [1.0, 1.0]
