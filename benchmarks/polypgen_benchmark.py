@@ -496,6 +496,9 @@ def comparison_frame(split: dict, overrides: list[str], recipe: tuple[str, ...] 
 
 
 COMPARED = ("baseline", "sauron_scheduled", "sauron", "taylorfo")
+#: The layers whose maps the bundle's docs show (the work folder's page draws all 22): the first encoder block at full
+#: resolution, the deepest encoder block, and the last decoder block, whose maps feed the output head.
+DOC_LAYERS = ("input_block.conv2.conv", "downsamples.2.conv2.conv", "upsamples.3.conv_block.conv2.conv")
 
 
 def comparison_runs(runs: dict[tuple[int, str], RunFolder], seeds: list[int]) -> tuple[int, list[str]] | None:
@@ -525,7 +528,8 @@ def write_comparisons(runs: dict[tuple[int, str], RunFolder], split: dict, args:
                                          {m: runs[(seed, m)].model for m in methods})
     for folder in outputs:
         page = write_feature_map_comparison(networks, image, folder / "feature_maps_polypgen",
-                                            title=f"PolypGen test frame {case}, seed {seed}")
+                                            title=f"PolypGen test frame {case}, seed {seed}",
+                                            layers=DOC_LAYERS if folder == SOURCE / "docs" else None)
         print(f"feature map comparison: {page}")
 
 

@@ -63,6 +63,7 @@ def write_feature_map_comparison(
     label: Any = None,
     window: Sequence[int] | None = None,
     title: str | None = None,
+    layers: Sequence[str] | None = None,
 ) -> Path:
     """
     Compare networks of one architecture (the unpruned baseline first, then each pruned one) on the same input.
@@ -81,6 +82,8 @@ def write_feature_map_comparison(
         label: 3D only, optional: a label of the same case, to centre on; see :func:`prepare_input`.
         window: spatial size given to the networks (e.g. ``roi_size``); None: the whole image.
         title: heading of the page.
+        layers: the groups whose maps are drawn (the table still lists every group); None: all of them. A page meant
+            for documentation can show a few layers, since the PNGs of a whole network run to megabytes.
 
     Returns:
         The path of the markdown page.
@@ -89,6 +92,8 @@ def write_feature_map_comparison(
         raise FeatureMapError("feature map comparison: `networks` must be a non-empty dict of label -> network.")
     prepared = prepare_input(image, label, window)
     destination = Path(output_dir)
+    if layers is not None and (isinstance(layers, str) or not all(isinstance(layer, str) for layer in layers)):
+        raise FeatureMapError(f"feature map comparison: `layers` must be a list of group names, got {layers!r}.")
     names = [str(name) for name in networks]
     maps, groups, macs = {}, {}, {}
     for name, network in zip(names, networks.values()):
@@ -99,6 +104,11 @@ def write_feature_map_comparison(
         macs[name] = _layer_macs(network, prepared.batch)
     reference = names[0]
     total = sum(macs[reference].values())
+    drawn_groups = None if layers is None else set(layers)
+    unknown = sorted((drawn_groups or set()) - set(maps[reference]))
+    if unknown:
+        raise FeatureMapError(f"feature map comparison: `layers` names groups {reference} does not have: {unknown}; "
+                              f"its groups: {list(maps[reference])}.")
 
     lines = [f"# {title or 'Feature maps: ' + ', '.join(names)}", ""]
     lines += [
@@ -123,11 +133,13 @@ def write_feature_map_comparison(
             if group not in maps[name]:
                 cells.append("-")
                 continue
-            layers = groups[name][group].producers + groups[name][group].followers
-            spent = sum(macs[name].get(layer, 0) for layer in layers)
+            producing = groups[name][group].producers + groups[name][group].followers
+            spent = sum(macs[name].get(layer, 0) for layer in producing)
             kept = int(maps[name][group].shape[0])
             cells.append(f"{kept} of {width} ch, {_percent(spent, total)} MACs")
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
+        if drawn_groups is not None and group not in drawn_groups:
+            continue
         shown = {name: group_slice(maps[name][group], prepared) for name in names if group in maps[name]}
         where = next(iter(shown.values()))[1]
         path = plot_feature_map_comparison(
@@ -135,7 +147,8 @@ def write_feature_map_comparison(
             title=f"{group}{where}",
         )
         figures.append((group, path))
-    lines += ["", "## Maps per layer", ""]
+    drawn = "" if drawn_groups is None else f" (drawn for {len(figures)} of the {len(maps[reference])} layers)"
+    lines += ["", f"## Maps per layer{drawn}", ""]
     for group, path in figures:
         lines += [f"### {group}", "", f"![{group}]({path.name})", ""]
     return atomic_write_text(destination / COMPARISON_PAGE, "\n".join(lines), where="write_feature_map_comparison")

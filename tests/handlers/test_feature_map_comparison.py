@@ -41,6 +41,23 @@ def test_page_lists_channels_kept_and_macs_per_layer_and_shows_every_network_sid
     assert all(f"]({number:02d}_" in text for number in range(1, len(widths) + 1))
 
 
+def test_layers_draws_only_the_named_groups_while_the_table_keeps_every_group(tmp_path):
+    baseline = _unet()
+    image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(0))
+    groups = list(ChannelPruner(copy.deepcopy(baseline), (2, 1, 16, 16)).widths())
+    page = write_feature_map_comparison({"baseline": baseline, "half": _cut(baseline, 2)}, image, tmp_path,
+                                        layers=[groups[-1]])
+    text = page.read_text()
+    drawn = [path.name for path in tmp_path.glob("*.png")]
+    assert len(drawn) == 1 and drawn[0].endswith(f"_{groups[-1]}.png") and f"]({drawn[0]})" in text
+    assert all(f"| {group} |" in text for group in groups)
+    assert f"(drawn for 1 of the {len(groups)} layers)" in text
+    with pytest.raises(FeatureMapError, match="groups baseline does not have: \\['nowhere'\\]"):
+        write_feature_map_comparison({"baseline": baseline}, image, tmp_path / "bad", layers=["nowhere"])
+    with pytest.raises(FeatureMapError, match="list of group names"):
+        write_feature_map_comparison({"baseline": baseline}, image, tmp_path / "bad", layers=groups[0])
+
+
 def test_networks_come_from_checkpoints_in_the_order_given(tmp_path):
     baseline = _unet()
     halved = _cut(baseline, 2)
