@@ -22,8 +22,9 @@ Methods per seed (E = ``--epochs``, F = ``--finetune_epochs``), each with its sa
   new best, whether or not the validation Dice is a new best, up to 0.4, pruning stopped at 90% of the MACs
   removed); reference ``baseline``.
 - ``taylorfo``: ``prune_taylorfo.json`` from the baseline for F epochs; reference ``baseline_long``.
-- ``scratch_sauron`` / ``scratch_taylorfo``: the final pruned architecture re-initialised and trained from scratch as
-  long as the pruned run in total (E, E + F) with the plain recipe (``benchmarks/scratch_pruned.json``).
+- ``scratch_sauron`` / ``scratch_taylorfo``: the final pruned architecture (of ``sauron_scheduled``, the Sauron this
+  project recommends, and of ``taylorfo``) re-initialised and trained from scratch as long as the pruned run in total
+  (E, E + F) with the plain recipe (``benchmarks/scratch_pruned.json``).
 - ``random``: the random-pruning control: TaylorFO's schedule from the baseline for F epochs with uniformly random
   channel scores (``TaylorFOPruning(criterion="random")``, seeded by the run's seed, no MAC normalisation) instead of
   the Taylor importance, to TaylorFO's final MACs, with no metric check (a drop must not stop it short of those MACs);
@@ -155,7 +156,8 @@ def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()
         Plan("sauron_scheduled", train + ("prune_sauron.json",), epochs, "baseline", overrides=SAURON_SCHEDULE),
         Plan("taylorfo", finetune, finetune_epochs, "baseline_long", "baseline"),
         Plan("baseline_long", finetune + ("finetune_dense.json",), finetune_epochs, "baseline_long", "baseline"),
-        Plan("scratch_sauron", train + ("scratch_pruned.json",), epochs, "baseline", architecture_of="sauron"),
+        Plan("scratch_sauron", train + ("scratch_pruned.json",), epochs, "baseline",
+             architecture_of="sauron_scheduled"),
         Plan("scratch_taylorfo", train + ("scratch_pruned.json",), epochs + finetune_epochs, "baseline_long",
              architecture_of="taylorfo"),
         Plan("random", finetune, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",

@@ -57,7 +57,7 @@ def test_the_scheduled_sauron_run_is_the_paper_constant_run_with_the_recommended
 def test_asking_for_one_method_brings_the_runs_it_needs(bench):
     plans = bench.method_plans(10, 10)
     assert bench.with_dependencies(["tp_l1"], plans) == ["baseline", "taylorfo", "tp_l1", "baseline_long"]
-    assert bench.with_dependencies(["scratch_sauron"], plans) == ["sauron", "scratch_sauron", "baseline"]
+    assert bench.with_dependencies(["scratch_sauron"], plans) == ["sauron_scheduled", "scratch_sauron", "baseline"]
     assert bench.with_dependencies(list(plans), plans) == list(plans)
     with pytest.raises(SystemExit, match="unknown method 'magic'"):
         bench.with_dependencies(["magic"], plans)
@@ -128,7 +128,7 @@ def test_random_control_overrides_make_the_bundles_taylorfo_handler_rank_randoml
 def test_runs_start_once_their_inputs_are_done_finished_runs_are_skipped_and_failures_propagate(bench, tmp_path,
                                                                                                monkeypatch):
     plans = bench.method_plans(2, 2)
-    methods = bench.with_dependencies(["taylorfo", "sauron", "scratch_sauron"], plans)
+    methods = bench.with_dependencies(["taylorfo", "sauron_scheduled", "scratch_sauron"], plans)
     runs = {(0, m): bench.RunFolder(tmp_path, plans[m], 0) for m in methods}
     started: list[str] = []
 
@@ -138,7 +138,7 @@ def test_runs_start_once_their_inputs_are_done_finished_runs_are_skipped_and_fai
     def fake_train(run, by_method, data, extra, threads):
         assert all(by_method[name].done for name in run.plan.needs)
         started.append(run.plan.method)
-        if run.plan.method == "sauron":
+        if run.plan.method == "sauron_scheduled":
             raise RuntimeError("diverged")
         (run.root / "done.json").write_text("{}")
 
@@ -148,8 +148,8 @@ def test_runs_start_once_their_inputs_are_done_finished_runs_are_skipped_and_fai
     (runs[(0, "baseline")].root / "done.json").write_text("{}")  # finished in an earlier session
     failed = bench.run_all(runs, tmp_path, tmp_path / "split.json", [], jobs=2, threads=2)
     assert "baseline" not in started
-    assert set(started) == {"baseline_long", "sauron", "taylorfo"}
-    assert sorted(failed) == ["seed0/sauron", "seed0/scratch_sauron (needs a failed run)"]
+    assert set(started) == {"baseline_long", "sauron_scheduled", "taylorfo"}
+    assert sorted(failed) == ["seed0/sauron_scheduled", "seed0/scratch_sauron (needs a failed run)"]
 
 
 def _scores(rng, offset: float) -> dict[str, float]:
