@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "check_clip_fraction",
     "delta_opt",
     "delta_opt_and_pooled",
     "delta_opt_penalty",
@@ -237,7 +238,7 @@ class _DeltaOptDistances(torch.autograd.Function):
         return grad, None, None, None
 
 
-def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def delta_opt(features: torch.Tensor, eps: float = 1e-8, clip_fraction: float = 0.0) -> torch.Tensor:
     """
     Distances of every channel to channel 0 that the clustering regulariser minimises (``docs/sauron.md``).
 
@@ -249,6 +250,12 @@ def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         features: (B, C, *spatial) feature maps of one layer, 1 to 3 spatial dims.
         eps: added to the min-max range (a constant map normalises to 0 instead of 0/0) and inside the square root
             (the gradient of the distance stays finite where two maps coincide, whose distance is then ``sqrt(eps)``).
+        clip_fraction: 0 (the paper): min-max normalisation. Above 0: each *pooled* map is normalised between its
+            ``clip_fraction`` and ``1 - clip_fraction`` quantiles (estimated on at most 4096 evenly spaced pooled
+            pixels) and clipped to [0, 1], so a few extreme pixels cannot squash the rest of a map towards 0; under
+            min-max normalisation a map that is flat apart from a spike is close to every other such map whatever its
+            content, a shortcut the regulariser took on real frames (``docs/sauron.md``, "On real frames"). Computed
+            by autograd, not by the hand-written backward of the min-max case. Below 0.5.
 
     Returns:
         (B, C - 1) RMS distances, unitless (normalised maps lie in [0, 1]); an empty (B, 0) tensor when C < 2.
@@ -259,11 +266,11 @@ def delta_opt(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         receives a large (but finite) gradient.
     """
     _check_feature_map(features, "delta_opt")
-    return _delta_opt_and_pooled(features, eps, (0, features.shape[1]))[0]
+    return _delta_opt_and_pooled(features, eps, (0, features.shape[1]), clip_fraction)[0]
 
 
 def delta_opt_and_pooled(
-    features: torch.Tensor, eps: float = 1e-8, channels: tuple[int, int] | None = None
+    features: torch.Tensor, eps: float = 1e-8, channels: tuple[int, int] | None = None, clip_fraction: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     One layer's share of the regulariser: its :func:`delta_opt` distances and its raw 2x-pooled maps, which
@@ -281,6 +288,7 @@ def delta_opt_and_pooled(
             when the layer is one part of a concatenation. Selecting them here instead of passing
             ``features.narrow(1, start, length)`` gives the same values and gradients without ``narrow``'s backward
             (a zero-filled copy of the whole concatenation on every batch).
+        clip_fraction: see :func:`delta_opt`.
 
     Returns:
         ``(distances, pooled)``: (B, C - 1) distances, differentiable (an empty (B, 0) slice of the layer's maps for
@@ -288,17 +296,45 @@ def delta_opt_and_pooled(
         float32 for half-precision input.
     """
     _check_feature_map(features, "delta_opt_and_pooled")
-    return _delta_opt_and_pooled(features, eps, _check_channel_run(channels, features.shape[1], "delta_opt_and_pooled"))
+    selection = _check_channel_run(channels, features.shape[1], "delta_opt_and_pooled")
+    return _delta_opt_and_pooled(features, eps, selection, clip_fraction)
+
+
+def check_clip_fraction(clip_fraction: Any, where: str) -> float:
+    """``clip_fraction`` as a float in [0, 0.5), or a one-line ValueError naming ``where``."""
+    if isinstance(clip_fraction, bool) or not isinstance(clip_fraction, (int, float)) or not 0 <= clip_fraction < 0.5:
+        raise ValueError(f"{where}: `clip_fraction` must be a number in [0, 0.5), got {clip_fraction!r}.")
+    return float(clip_fraction)
+
+
+#: pooled pixels per map the quantiles of ``clip_fraction`` are estimated on (evenly spaced), to keep the sort cheap
+QUANTILE_SAMPLES = 4096
+
+
+def _clipped_distances(
+    features: torch.Tensor, start: int, length: int, eps: float, clip_fraction: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`delta_opt` with ``clip_fraction > 0``: pool, normalise between quantiles, clip, RMS distance."""
+    pooled = _pool_2x(_at_least_float32(features.narrow(1, start, length)))
+    flat = pooled.flatten(2)
+    step = max(1, -(-flat.shape[-1] // QUANTILE_SAMPLES))
+    levels = torch.tensor([clip_fraction, 1.0 - clip_fraction], dtype=flat.dtype, device=flat.device)
+    low, high = torch.quantile(flat[..., ::step], levels, dim=-1, keepdim=True)
+    normalized = ((flat - low) / (high - low + eps)).clamp(0.0, 1.0)
+    distances = ((normalized[:, 1:] - normalized[:, :1]).square().mean(dim=-1) + eps).sqrt()
+    return distances, pooled.detach()
 
 
 def _delta_opt_and_pooled(
-    features: torch.Tensor, eps: float, channels: tuple[int, int]
+    features: torch.Tensor, eps: float, channels: tuple[int, int], clip_fraction: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     start, length = channels
     if length < 2:
         # no distance, but still a slice of the maps, so that a penalty of such layers alone can backpropagate
         selected = _at_least_float32(features.narrow(1, start, length))
         return selected.flatten(2)[:, :0, 0], _pool_2x(selected.detach())
+    if check_clip_fraction(clip_fraction, "delta_opt") > 0:
+        return _clipped_distances(features, start, length, eps, clip_fraction)
     distances, pooled = _DeltaOptDistances.apply(features, start, length, eps)
     return distances, pooled
 
@@ -326,6 +362,7 @@ def delta_opt_penalty(
     eps: float = 1e-8,
     return_pooled: bool = False,
     channels: Sequence[tuple[int, int] | None] | None = None,
+    clip_fraction: float = 0.0,
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """
     The regulariser term R of a list of layers' feature maps: :func:`mean_layer_distance` of each layer's
@@ -336,6 +373,7 @@ def delta_opt_penalty(
         eps: see :func:`delta_opt`.
         return_pooled: also return every layer's detached raw 2x-pooled maps (see :func:`delta_opt_and_pooled`).
         channels: per map, None or ``(start, length)`` (see :func:`delta_opt_and_pooled`).
+        clip_fraction: see :func:`delta_opt`.
 
     Returns:
         A scalar tensor (float32 for half-precision maps); with ``return_pooled``, ``(penalty, pooled maps of the
@@ -356,7 +394,8 @@ def delta_opt_penalty(
     for index, (features, selection) in enumerate(zip(feature_maps, channels)):
         where = f"delta_opt_penalty (feature_maps[{index}])"
         _check_feature_map(features, where)
-        layer, pooled = _delta_opt_and_pooled(features, eps, _check_channel_run(selection, features.shape[1], where))
+        selected = _check_channel_run(selection, features.shape[1], where)
+        layer, pooled = _delta_opt_and_pooled(features, eps, selected, clip_fraction)
         distances.append(layer)
         pooled_maps.append(pooled)
     penalty = mean_layer_distance(distances)

@@ -116,12 +116,18 @@ class CompiledSauronTerms:
         return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
     def delta_opt_and_pooled(
-        self, features: torch.Tensor, eps: float = 1e-8, channels: tuple[int, int] | None = None
+        self, features: torch.Tensor, eps: float = 1e-8, channels: tuple[int, int] | None = None,
+        clip_fraction: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As :func:`~monai_pruning.criteria.delta_opt_and_pooled`, compiled."""
+        """
+        As :func:`~monai_pruning.criteria.delta_opt_and_pooled`, compiled; with ``clip_fraction`` above 0 (quantile
+        normalisation), eager.
+        """
         where = "CompiledSauronTerms.delta_opt_and_pooled"
         _check_feature_map(features, where)
         start, length = _check_channel_run(channels, features.shape[1], where)
+        if clip_fraction:
+            return delta_opt_and_pooled(features, eps, (start, length), clip_fraction)
         if self.compiled and length >= 2:
             try:
                 return self._delta_opt(_at_least_float32(features), start, length, float(eps))

@@ -21,6 +21,7 @@ from monai_pruning.criteria import (
     DeltaPruneAccumulator,
     ThresholdSchedule,
     channels_to_cut,
+    check_clip_fraction,
     delta_opt_and_pooled,
     mean_layer_distance,
     most_redundant_within_cost,
@@ -98,6 +99,9 @@ class SauronPruning(PruningHandlerBase):
             any new minimum blocks a rise); see :class:`~monai_pruning.criteria.ThresholdSchedule`.
         new_best_blocks: a new best validation metric blocks the rise (True: the paper's rule as written); False:
             the metric is not consulted, as in the original code, where that test could never fail.
+        clip_fraction: 0 (the paper): delta_opt min-max normalises each map. Above 0 (below 0.5): between that
+            quantile and its complement, clipped, so that maps flat apart from a few extreme pixels no longer count
+            as close; see :func:`~monai_pruning.criteria.delta_opt`.
         score_batches: number of training batches at the end of each epoch on which delta_prune is measured;
             None: all batches of the epoch.
         seed: seed of the generator drawing the delta_prune reference channels.
@@ -132,6 +136,7 @@ class SauronPruning(PruningHandlerBase):
         mu: float = 0.02,
         plateau_tolerance: float = 0.0,
         new_best_blocks: bool = True,
+        clip_fraction: float = 0.0,
         score_batches: int | None = None,
         seed: int = 0,
         target_macs_reduction: float | None = None,
@@ -176,6 +181,10 @@ class SauronPruning(PruningHandlerBase):
             raise PruningHandlerError(f"SauronPruning: `seed` must be an int, got {seed!r}.")
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
             raise PruningHandlerError(f"SauronPruning: `warmup_epochs` must be an int >= 0, got {warmup_epochs!r}.")
+        try:
+            self.clip_fraction = check_clip_fraction(clip_fraction, "SauronPruning")
+        except ValueError as err:
+            raise PruningHandlerError(str(err)) from None
         try:
             self.schedule = ThresholdSchedule(
                 tau_start, tau_max, kappa, patience, mu, metric_mode=metric_mode, plateau_tolerance=plateau_tolerance,
@@ -249,10 +258,11 @@ class SauronPruning(PruningHandlerBase):
         with torch.autocast(features.device.type, enabled=False):
             features = features.float()
             if self.lam > 0 and torch.is_grad_enabled():
-                self._layer_terms[group] = terms(features, channels=channels)
+                self._layer_terms[group] = terms(features, channels=channels, clip_fraction=self.clip_fraction)
             else:
                 with torch.no_grad():
-                    self._layer_terms[group] = terms(features.detach(), channels=channels)
+                    self._layer_terms[group] = terms(features.detach(), channels=channels,
+                                                     clip_fraction=self.clip_fraction)
 
     def _scoring_batch(self, engine: Engine) -> bool:
         """Whether this iteration is one of the last ``score_batches`` of the epoch (the closest to the cut)."""

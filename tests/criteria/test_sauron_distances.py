@@ -405,3 +405,40 @@ def test_penalty_returns_the_raw_pooled_maps_that_delta_prune_scores_without_poo
     assert not pooled[0].requires_grad
     torch.testing.assert_close(pooled[1], F.avg_pool3d(maps[1], 2))
     torch.testing.assert_close(delta_prune(pooled[0], 1, pooled=True), delta_prune(maps[0], 1))
+
+
+def _spiky_maps(channels: int = 3, size: int = 32) -> torch.Tensor:
+    """Faint, unrelated content in every channel, plus one large spike per channel, each in another corner."""
+    maps = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.01
+    corners = [(0, 0), (size - 1, size - 1), (0, size - 1), (size - 1, 0)]
+    for channel in range(channels):
+        maps[0, channel][corners[channel % 4]] = 10.0
+    return maps
+
+
+def test_clipping_the_extremes_closes_the_spike_shortcut_min_max_normalisation_leaves_open():
+    maps = _spiky_maps()
+    content = maps.clone()
+    content[0, :, 0, 0] = content[0, :, -1, -1] = content[0, :, 0, -1] = 0.005  # the same maps without the spikes
+    # min-max: a spike squashes each map's content towards 0, so unrelated maps look alike
+    assert delta_opt(maps).max() < 0.03 < 0.15 < delta_opt(content).min()
+    # clipped at 2% of the pixels at each end, the spikes no longer decide the range: the content is compared
+    assert torch.allclose(delta_opt(maps, clip_fraction=0.02), delta_opt(content, clip_fraction=0.02), atol=0.02)
+    assert delta_opt(maps, clip_fraction=0.02).min() > 0.15
+
+
+def test_clip_fraction_zero_is_the_papers_min_max_and_positive_values_have_gradients_and_pooled_maps():
+    maps = torch.rand(2, 4, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.equal(delta_opt(maps, clip_fraction=0.0), delta_opt(maps))
+    distances, pooled = delta_opt_and_pooled(maps, channels=(1, 3), clip_fraction=0.05)
+    _, pooled_min_max = delta_opt_and_pooled(maps, channels=(1, 3))
+    assert distances.shape == (2, 2) and torch.equal(pooled, pooled_min_max) and not pooled.requires_grad
+    assert torch.autograd.gradcheck(lambda x: delta_opt(x, clip_fraction=0.05), (maps[:1].clone().requires_grad_(),))
+    penalty = delta_opt_penalty([maps.clone().requires_grad_()], clip_fraction=0.05)
+    assert penalty.requires_grad and penalty > 0
+
+
+@pytest.mark.parametrize("value", [-0.1, 0.5, True, "0.1"])
+def test_clip_fraction_out_of_range_is_a_one_line_error(value):
+    with pytest.raises(ValueError, match=r"^delta_opt: `clip_fraction` must be a number in \[0, 0.5\)"):
+        delta_opt(torch.rand(1, 2, 8, 8), clip_fraction=value)

@@ -47,9 +47,9 @@ def _trainer(net, handler, epochs, data=None, loss=None, lr=0.01):
     )
 
 
-def _one_training_step(net: nn.Module, lam: float) -> tuple[list[dict], dict]:
+def _one_training_step(net: nn.Module, lam: float, clip_fraction: float = 0.0) -> tuple[list[dict], dict]:
     """One Sauron iteration on one batch: the batch and, after backward, the gradients, output and samples scored."""
-    handler = SauronPruning(lam=lam, example_shape=SHAPE_2D, plot=False)
+    handler = SauronPruning(lam=lam, example_shape=SHAPE_2D, plot=False, clip_fraction=clip_fraction)
     data = _data(batches=1)
     trainer = _trainer(net, handler, epochs=1, data=data)
     seen = {}
@@ -88,6 +88,20 @@ def test_regulariser_is_added_to_the_loss_and_its_gradient_reaches_the_weights()
     plain = copy.deepcopy(without_term)
     nn.BCEWithLogitsLoss()(plain(data[0]["image"]), data[0]["label"]).backward()
     assert not torch.allclose(seen["grads"]["model.0.conv.weight"], plain.model[0].conv.weight.grad, atol=1e-6)
+
+
+def test_clip_fraction_regularises_with_quantile_normalised_maps():
+    net = _unet()
+    reference = copy.deepcopy(net)
+    data, seen = _one_training_step(net, lam=1.0, clip_fraction=0.05)
+    pruner = ChannelPruner(reference, SHAPE_2D, min_channels=2)
+    taps = FeatureTaps(reference, {g: pruner.graph.consumer_taps()[g] for g in pruner.prunable_groups}, first_only=True)
+    taps.enabled = True
+    reference(data[0]["image"])
+    features = [taps.features()[g] for g in taps.groups]
+    clipped = delta_opt_penalty(features, clip_fraction=0.05)
+    torch.testing.assert_close(seen["output"][PENALTY_KEY].detach(), clipped.detach(), rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(clipped, delta_opt_penalty(features))
 
 
 def test_lambda_zero_logs_the_regulariser_without_adding_it_to_the_loss_or_the_gradient():
@@ -341,6 +355,7 @@ def test_final_pruned_checkpoint_reloads_into_a_fresh_network_with_weights_only(
         ({"warmup_epochs": -1}, "`warmup_epochs` must be an int >= 0"),
         ({"warmup_epochs": 1.5}, "`warmup_epochs` must be an int >= 0"),
         ({"compile": 1}, "`compile` must be a bool or a backend name"),
+        ({"clip_fraction": 0.5}, "`clip_fraction` must be a number in \\[0, 0.5\\)"),
     ],
 )
 def test_bad_arguments_fail_early_with_a_message_naming_them(kwargs, message):
