@@ -88,7 +88,9 @@ from monai_pruning.measure import (  # noqa: E402
     size_label,
 )
 from monai_pruning.report.comparison import (  # noqa: E402
+    DENSE_RATIO_NOTE,
     RUNTIME_LABELS,
+    has_dense_ratios,
     interval_cell,
     markdown_table,
     percent_cell,
@@ -455,6 +457,7 @@ def markdown(result: dict) -> str:
         lines += ["", f"CPU latency per runtime, batch 1, {result.get('threads', 2)} threads, mean over seeds (in "
                   "brackets: the speed-up over the first row in the same runtime and size):", "",
                   *markdown_table(runtime_header, runtime_rows)]
+        lines += ["", DENSE_RATIO_NOTE] if has_dense_ratios(timings) else []
         note = result.get("runtime_note", "")
         lines += ["", note] if note else []
     return "\n".join(lines) + "\n"

@@ -64,9 +64,11 @@ from monai_pruning.measure import (  # noqa: E402
     peak_inference_memory_mb,
 )
 from monai_pruning.report.comparison import (  # noqa: E402
+    DENSE_RATIO_NOTE,
     count_cell,
     dice_cell,
     difference_cell,
+    has_dense_ratios,
     macs_cell,
     markdown_table,
     megabytes_cell,
@@ -262,9 +264,10 @@ def runtime_lines(results: dict[str, dict[str, Any]], threads: int) -> list[str]
     header, rows = runtime_table(timings)
     if not header:
         return []
-    note = runtime_note(timings)
+    notes = ([DENSE_RATIO_NOTE] if has_dense_ratios(timings) else []) + [runtime_note(timings)]
     return ["", f"CPU latency per runtime, batch 1, {threads} threads (in brackets: the speed-up over the baseline in "
-            "the same runtime and size):", "", *markdown_table(header, rows), *(["", note] if note else [])]
+            "the same runtime and size):", "", *markdown_table(header, rows),
+            *(line for note in notes if note for line in ("", note))]
 
 
 def history_rows(root: Path) -> list[dict[str, Any]]:

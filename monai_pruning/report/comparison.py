@@ -44,6 +44,7 @@ from monai_pruning.report.atomic_file import atomic_write_text
 from monai_pruning.report.plots import _check_png_path, _group_colours, _save
 
 __all__ = [
+    "DENSE_RATIO_NOTE",
     "ModelSummary",
     "RUNTIME_LABELS",
     "bundle_network",
@@ -51,6 +52,7 @@ __all__ = [
     "count_cell",
     "dice_cell",
     "difference_cell",
+    "has_dense_ratios",
     "interval_cell",
     "layer_channels",
     "macs_cell",
@@ -133,14 +135,32 @@ def percent_cell(fraction: float, digits: int = 1) -> str:
     return f"{fraction:.{digits}%}"
 
 
-def runtime_cell(latency_s: float, fps: float, reference_s: float | None = None) -> str:
+def runtime_cell(latency_s: float, fps: float, reference_s: float | None = None,
+                 over_dense: float | None = None) -> str:
     """
     Latency in milliseconds and samples per second, with the speed-up ``reference_s / latency_s`` when a reference
-    latency is given: ``"12.3 ms, 81.3 fps (2.10x)"`` (below 1 fps, three decimals: a whole 3D volume).
+    latency is given: ``"12.3 ms, 81.3 fps (2.10x)"`` (below 1 fps, three decimals: a whole 3D volume); with
+    ``over_dense`` (the latency over that of a dense network of equal MACs) after a semicolon:
+    ``"12.3 ms, 81.3 fps (2.10x; 1.05x dense)"``.
     """
     rate = f"{fps:.1f}" if fps >= 1 else f"{fps:.3f}"
     text = f"{latency_s * 1e3:.1f} ms, {rate} fps"
-    return text if reference_s is None else f"{text} ({ratio_cell(reference_s, latency_s)})"
+    brackets = [] if reference_s is None else [ratio_cell(reference_s, latency_s)]
+    if over_dense is not None:
+        brackets.append(f"{over_dense:.2f}x dense")
+    return f"{text} ({'; '.join(brackets)})" if brackets else text
+
+
+#: said under a runtime table whose cells give :func:`runtime_cell`'s ``over_dense``
+DENSE_RATIO_NOTE = ("\"x dense\": the model's latency over that of a dense network of equal MACs (uniformly narrower "
+                    "widths), timed alternating with it in the same runtime and size; 1.00x: the uneven widths pruning "
+                    "left cost no speed.")
+
+
+def has_dense_ratios(timings: RuntimeTimings) -> bool:
+    """Whether any model was timed against a dense network of equal MACs (cells with ``pruned_over_dense``)."""
+    return any("pruned_over_dense" in cell for runtimes in timings.values() for sizes in runtimes.values()
+               for cell in sizes.values())
 
 
 # --- tables ---------------------------------------------------------------------------------------------------------
@@ -186,8 +206,9 @@ def runtime_table(timings: RuntimeTimings) -> tuple[list[str], list[list[str]]]:
     """
     Header and rows of the per-runtime latency table: a row per model, a column per runtime and size the first model
     (the baseline) was timed in, each cell :func:`runtime_cell` with the speed-up over the baseline in the same runtime
-    at the same size (a pruned model that keeps its speed-up in every runtime shows the same ratio in each column). A
-    cell the model was not timed in is empty. No columns (``([], [])``) when the baseline has no timings.
+    at the same size (a pruned model that keeps its speed-up in every runtime shows the same ratio in each column) and,
+    where the timings hold one, ``pruned_over_dense`` (see :data:`DENSE_RATIO_NOTE`). A cell the model was not timed in
+    is empty. No columns (``([], [])``) when the baseline has no timings.
     """
     if not timings:
         return [], []
@@ -201,7 +222,8 @@ def runtime_table(timings: RuntimeTimings) -> tuple[list[str], list[list[str]]]:
         for runtime, size in columns:
             timed = runtimes.get(runtime, {}).get(size)
             reference = None if index == 0 else base[runtime][size]["latency_s"]
-            cells.append("" if timed is None else runtime_cell(timed["latency_s"], timed["fps"], reference))
+            cells.append("" if timed is None else runtime_cell(timed["latency_s"], timed["fps"], reference,
+                                                                timed.get("pruned_over_dense")))
         rows.append(cells)
     header = ["model", *(f"{RUNTIME_LABELS.get(runtime, runtime)} {size}" for runtime, size in columns)]
     return header, rows

@@ -19,6 +19,7 @@ from monai_pruning.report.comparison import (
     comparison_table,
     count_cell,
     dice_cell,
+    has_dense_ratios,
     interval_cell,
     macs_cell,
     main,
@@ -79,6 +80,11 @@ TIMINGS = {
 def test_runtime_table_gives_every_runtime_and_size_with_fps_and_the_speed_up_in_the_same_runtime_and_size():
     assert runtime_cell(0.0123, 81.3, 0.02583) == "12.3 ms, 81.3 fps (2.10x)"
     assert runtime_cell(2.0, 0.5) == "2000.0 ms, 0.500 fps"  # a whole 3D volume: fps below 1 keeps its digits
+    assert runtime_cell(0.0123, 81.3, 0.02583, over_dense=1.049) == "12.3 ms, 81.3 fps (2.10x; 1.05x dense)"
+    assert not has_dense_ratios(TIMINGS)
+    dense = {"baseline": TIMINGS["baseline"],
+             "Sauron": {"eager": {"128x128": {**_timed(5.0), "pruned_over_dense": 1.2}}}}
+    assert has_dense_ratios(dense) and runtime_table(dense)[1][1][1] == "5.0 ms, 200.0 fps (2.00x; 1.20x dense)"
     header, rows = runtime_table(TIMINGS)
     assert header == ["model", "PyTorch eager 128x128", "PyTorch eager 352x352", "ONNX Runtime 128x128"]
     assert rows[0] == ["baseline", "10.0 ms, 100.0 fps", "80.0 ms, 12.5 fps", "5.0 ms, 200.0 fps"]
