@@ -23,14 +23,16 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from monai_pruning.data.demo_data import is_phantom_dataset  # noqa: E402
 from monai_pruning.report.comparison import interval_cell, markdown_table, percent_cell  # noqa: E402
 from monai_pruning.report.paired_dice import crossed_bootstrap, paired_differences, read_case_scores  # noqa: E402
+from pruning_benchmark import REFERENCES as PRUNED_REFERENCES  # noqa: E402
 
-# each method's same-seed reference: the dense model trained as long from the same start
-REFERENCES = {"baseline": "baseline", "sauron": "baseline", "baseline_ft": "baseline", "taylorfo": "baseline_ft",
-              "tp_taylor": "baseline_ft", "tp_l1": "baseline_ft"}
+# each method's same-seed reference: the dense model trained as long from the same start (the pruned methods' as
+# pruning_benchmark.py tables them; the baseline fine-tuned without pruning is compared with the baseline)
+REFERENCES = {"baseline": "baseline", "baseline_ft": "baseline", **PRUNED_REFERENCES}
 
 
 class SummaryError(ValueError):
