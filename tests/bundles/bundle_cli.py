@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,8 +32,17 @@ def copy_bundle(name: str, destination: Path) -> Path:
     return root
 
 
+_ERROR_LINE = re.compile(r"Error|Exception|terminate called|what\(\)|Traceback|Aborted")
+
+
 def _tail(result: subprocess.CompletedProcess) -> str:
-    return "\n".join(((result.stdout or "") + (result.stderr or "")).splitlines()[-40:])
+    """
+    The last 40 lines of the output, after up to 20 earlier lines that look like errors: torchrun ends with its own
+    summary of the ranks' exit codes, which would otherwise push out what the failing rank said.
+    """
+    lines = ((result.stdout or "") + (result.stderr or "")).splitlines()
+    earlier = [line for line in lines[:-40] if _ERROR_LINE.search(line)][-20:]
+    return "\n".join([*earlier, *(["..."] if earlier else []), *lines[-40:]])
 
 
 def _start_python(root: Path, args: Sequence[str], env: dict | None = None) -> subprocess.Popen:
