@@ -87,6 +87,48 @@ def test_a_block_costs_its_size_times_the_cost_of_one_channel():
     assert select_global_lowest(scores, 4, max_cost=2.5, **kwargs) == {"a": [0, 1], "b": [0]}
 
 
+
+def test_width_multiples_remove_the_lowest_channels_of_a_group_m_at_a_time_scattered_or_not():
+    # a: 8 channels, its four lowest scattered (bundle score 0.4); b's single channels score 0.5 each
+    scores = {"a": torch.tensor([0.1, 5.0, 0.1, 5.0, 0.1, 5.0, 0.1, 5.0]), "b": torch.tensor([0.5, 0.5, 0.5])}
+    assert select_global_lowest(scores, 5, width_multiples={"a": 4}) == {"a": [0, 2, 4, 6], "b": [0]}
+    # only b fits a count of 3; without the multiple, a's three lowest would go first
+    assert select_global_lowest(scores, 3, width_multiples={"a": 4}) == {"a": [], "b": [0, 1]}
+    assert select_global_lowest(scores, 3) == {"a": [0, 2, 4], "b": []}
+
+
+def test_a_width_that_is_not_a_multiple_first_loses_its_remainder_then_whole_multiples():
+    scores = {"a": torch.arange(11, dtype=torch.float32)}  # 11 channels, multiple 4: 11 -> 8 -> 4
+    assert select_global_lowest(scores, 3, width_multiples=4) == {"a": [0, 1, 2]}
+    assert select_global_lowest(scores, 7, width_multiples=4) == {"a": list(range(7))}
+    # the remainder bundle does not fit a count of 2, so neither does anything after it
+    assert select_global_lowest(scores, 2, width_multiples=4) == {"a": []}
+
+
+def test_width_multiples_keep_every_group_at_a_multiple_above_its_floor():
+    torch.manual_seed(0)
+    scores = {"a": torch.rand(32), "b": torch.rand(24), "c": torch.rand(6)}
+    chosen = select_global_lowest(scores, 100, min_channels=3, width_multiples=8)
+    kept = {name: scores[name].numel() - len(idx) for name, idx in chosen.items()}
+    assert kept == {"a": 8, "b": 8, "c": 6}  # c is narrower than 8: never cut
+
+
+def test_width_multiples_combine_with_groupnorm_units_and_skip_protected_channels():
+    # unit 2 (GroupNorm) and multiple 4: bundles of the two lowest blocks; the inf block is never bundled
+    scores = {"a": torch.tensor([0.1, 0.1, math.inf, 0.0, 0.2, 0.2, 0.3, 0.3])}
+    assert select_global_lowest(scores, 4, unit_sizes={"a": 2}, width_multiples=4) == {"a": [0, 1, 4, 5]}
+    assert select_global_lowest(scores, 8, unit_sizes={"a": 2}, width_multiples=4) == {"a": [0, 1, 4, 5]}
+
+
+def test_a_bundle_costs_its_channel_count_against_the_budget():
+    scores = {"a": torch.zeros(8), "b": torch.ones(4)}
+    costs = {"a": 1.0, "b": 1.0}
+    kwargs = {"channel_costs": costs, "width_multiples": {"a": 4}}
+    # a's bundle costs 4; b's first channel would take the total to 5
+    assert select_global_lowest(scores, 6, max_cost=4.5, **kwargs) == {"a": [0, 1, 2, 3], "b": []}
+    assert select_global_lowest(scores, 6, max_cost=5.0, **kwargs) == {"a": [0, 1, 2, 3], "b": [0]}
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
@@ -99,6 +141,8 @@ def test_a_block_costs_its_size_times_the_cost_of_one_channel():
         ({"num_to_remove": 1, "max_cost": 1.0, "channel_costs": {"b": 1.0}}, ValueError,
          r"`channel_costs`\): no cost for the scored groups \['a'\]"),
         ({"num_to_remove": 1, "max_cost": 1.0, "channel_costs": {"a": -2.0}}, ValueError, r"must be >= 0 \(or are"),
+        ({"num_to_remove": 1, "width_multiples": 0}, ValueError, r"`width_multiples` for group 'a' must be an int"),
+        ({"num_to_remove": 1, "width_multiples": {"z": 8}}, ValueError, r"`width_multiples` names groups that have"),
     ],
 )
 def test_select_global_lowest_rejects_bad_arguments(kwargs, error, message):

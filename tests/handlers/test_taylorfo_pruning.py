@@ -227,6 +227,21 @@ def test_global_cuts_leave_every_group_its_min_width_fraction():
     assert widths == {group: width // 4 for group, width in start.items()}
 
 
+
+@pytest.mark.parametrize("criterion", ["taylor", "random"])
+def test_a_width_multiple_keeps_every_cut_group_at_a_multiple_and_the_physical_network_equal_to_its_record(criterion):
+    net = _unet()  # groups of 8, 16, 32 and 8 channels
+    handler = TaylorFOPruning(criterion=criterion, prune_count=12, width_multiple=4, example_shape=SHAPE,
+                              score_batches=1, plot=False)
+    _trainer(net, [handler], epochs=3).run()
+    rows = handler.history.rows
+    assert sum(row["removed_now"] for row in rows) > 0
+    for row in rows:
+        assert all(width % 4 == 0 for width in row["widths"].values()), row["widths"]
+    convs = {name: module.out_channels for name, module in net.named_modules() if hasattr(module, "out_channels")}
+    assert {group: convs[group] for group in rows[-1]["widths"]} == rows[-1]["widths"]
+
+
 def _random_criterion_widths(seed: int, data_seed: int) -> list[dict[str, int]]:
     net = _unet()
     handler = TaylorFOPruning(criterion="random", seed=seed, prune_count=20, min_channels=3, example_shape=SHAPE,
@@ -534,6 +549,7 @@ def test_evaluator_metric_fn_runs_a_monai_evaluator_on_a_copy_and_puts_its_netwo
     [
         ({"prune_fraction": 0.0}, "`prune_fraction` must be in \\(0, 1\\]"),
         ({"prune_count": 0}, "`prune_count` must be an int >= 1"),
+        ({"width_multiple": 0}, "`width_multiple` must be an int >= 1"),
         ({"reduction": "mean"}, "`reduction` must be one of"),
         ({"gradient": "label"}, "`gradient` must be one of"),
         ({"criterion": "l1"}, "`criterion` must be one of"),
