@@ -415,7 +415,7 @@ def select_global_lowest(
     sizes = _per_group_int(unit_sizes, scores, 1, "unit_sizes")
     multiples = _per_group_int(width_multiples, scores, 1, "width_multiples")
     costs = _channel_costs(channel_costs, max_cost, scores)
-    # a candidate: (score, group, position of its first unit, blocks it removes, its rank within the group)
+    # a candidate: (score, group, order within the group, blocks it removes, rank of a bundle in its group or -1)
     candidates: list[tuple[float, str, int, tuple[int, ...], int]] = []
     for name, values in scores.items():
         size = sizes[name]
@@ -436,13 +436,14 @@ def select_global_lowest(
         first = (channels % multiple) // size
         bounds = [0, first] if first else [0]
         bounds += range(bounds[-1] + per_bundle, len(units) + 1, per_bundle)
+        floor_score = -math.inf  # a bundle never ranks before the one it follows (scores of any sign)
         for rank, (start, end) in enumerate(zip(bounds, bounds[1:])):
             bundle = units[start:end]
-            candidates.append((sum(score for score, _ in bundle), name, bundle[0][1],
-                               tuple(block for _, block in bundle), rank))
+            floor_score = max(floor_score, sum(score for score, _ in bundle))
+            candidates.append((floor_score, name, rank, tuple(block for _, block in bundle), rank))
     candidates.sort(key=lambda candidate: candidate[:3])
     remaining = {name: values.shape[0] for name, values in scores.items()}
-    next_rank = {name: 0 for name in scores}  # a group's bundles of lowest units only in their order
+    next_rank = {name: 0 for name in scores}  # after a bundle that does not fit, none of its group's later ones
     selected: dict[str, list[int]] = {name: [] for name in scores}
     removed, spent = 0, 0.0
     for _, name, _, blocks, rank in candidates:

@@ -105,6 +105,14 @@ def test_a_width_that_is_not_a_multiple_first_loses_its_remainder_then_whole_mul
     assert select_global_lowest(scores, 2, width_multiples=4) == {"a": []}
 
 
+
+def test_bundles_of_equal_or_negative_scores_are_still_taken_in_their_order():
+    zeros = {"a": torch.zeros(12)}  # remainder of 4, then 8: ties must not put the 8 first
+    assert select_global_lowest(zeros, 12, width_multiples=8) == {"a": list(range(4))}
+    # 7 channels, multiple 2: the remainder (one channel, -1) sums higher than the next two bundles (-2 each)
+    signed = {"a": torch.tensor([-1.0] * 6 + [0.0])}
+    assert select_global_lowest(signed, 5, width_multiples=2) == {"a": [0, 1, 2, 3, 4]}
+
 def test_width_multiples_keep_every_group_at_a_multiple_above_its_floor():
     torch.manual_seed(0)
     scores = {"a": torch.rand(32), "b": torch.rand(24), "c": torch.rand(6)}
