@@ -20,7 +20,9 @@ Methods per seed (E = ``--epochs``, F = ``--finetune_epochs``), each with its sa
 - ``sauron_scheduled``: the same with the schedule this project recommends for a CPU budget of E epochs
   (:data:`SAURON_SCHEDULE`: thresholds raised after 1 epoch within 20% of the best loss instead of 5 epochs without a
   new best, whether or not the validation Dice is a new best, up to 0.4, pruning stopped at 90% of the MACs
-  removed); reference ``baseline``.
+  removed, and no delta_opt regulariser: lambda 0, chosen on validation); reference ``baseline``.
+- ``sauron_regularised`` (a labelled variant, run only when ``--methods`` names it): that schedule with the paper's
+  regulariser (lambda 0.5), the first recommendation; reference ``baseline``.
 - ``taylorfo``: ``prune_taylorfo.json`` from the baseline for F epochs; reference ``baseline_long``.
 - ``scratch_sauron`` / ``scratch_taylorfo``: the final pruned architecture (of ``sauron_scheduled``, the Sauron this
   project recommends, and of ``taylorfo``) re-initialised and trained from scratch as long as the pruned run in total
@@ -107,14 +109,18 @@ from monai_pruning.report.paired_dice import (  # noqa: E402
 BUNDLE = "polyp_endoscopy_segmentation"
 SOURCE = REPO / "bundles" / BUNDLE
 DEPLOY_SIZE = (352, 352)
-#: Sauron's recommended schedule for short runs: with the paper's constants (patience 5 epochs, no tolerance, tau up
-#: to 0.3) the thresholds first rise late in a run of a hundred or so epochs; this one cut 90% of the MACs of the demo
-#: network by epoch 71 to 96 of 300 (polyp docs) and fine-tunes the rest of the run at the final width. On PolypGen,
-#: whose validation Dice still rises at epoch 100, a new best validation Dice blocked every rise from epoch 5 to 34
-#: (tau 0.028 of 0.4, 16% of the MACs cut by epoch 40), so the schedule does not consult it (new_best_blocks False,
-#: what the original code did in effect).
-SAURON_SCHEDULE = ("--sauron#patience", "1", "--sauron#plateau_tolerance", "0.2", "--sauron#tau_max", "0.4",
-                   "--sauron#target_macs_reduction", "0.9", "--sauron#new_best_blocks", "False")
+#: Sauron's schedule for short runs: with the paper's constants (patience 5 epochs, no tolerance, tau up to 0.3) the
+#: thresholds first rise late in a run of a hundred or so epochs; this one cut 90% of the MACs of the demo network by
+#: epoch 71 to 96 of 300 (polyp docs) and fine-tunes the rest of the run at the final width. On PolypGen, whose
+#: validation Dice still rises at epoch 100, a new best validation Dice blocked every rise from epoch 5 to 34 (tau
+#: 0.028 of 0.4, 16% of the MACs cut by epoch 40), so the schedule does not consult it (new_best_blocks False, what
+#: the original code did in effect).
+SAURON_SCHEDULE_REGULARISED = ("--sauron#patience", "1", "--sauron#plateau_tolerance", "0.2", "--sauron#tau_max", "0.4",
+                               "--sauron#target_macs_reduction", "0.9", "--sauron#new_best_blocks", "False")
+#: The Sauron this project recommends on real frames: the schedule above without the delta_opt regulariser (lambda 0,
+#: the paper's own ablation), chosen on seed 0's PolypGen validation Dice (0.525 against 0.323 with the regulariser at
+#: epoch 100 of 100; polyp docs, "PolypGen"): with it the network satisfied the regulariser by flattening its maps.
+SAURON_SCHEDULE = SAURON_SCHEDULE_REGULARISED + ("--sauron#lam", "0.0")
 REAL_DATA_RECIPE = "real_data.json"  # the bundle's training recipe for real frames, chosen on PolypGen validation
 
 
@@ -131,6 +137,7 @@ class Plan:
     macs_of: str | None = None  # a pruned run whose final MACs (and, for a peer, pruning epochs) this run matches
     overrides: tuple[str, ...] = ()
     peer: bool = False
+    extra: bool = False  # a labelled variant run only when --methods names it, not by default
     recipe: tuple[str, ...] = ()  # overlays on train.json in every run of the benchmark, evaluation included
 
     @property
@@ -169,8 +176,15 @@ def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()
              overrides=("--peer#importance", "taylor", "--peer#global_pruning", "True"), peer=True),
         Plan("tp_l1", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--peer#importance", "l1", "--peer#global_pruning", "False"), peer=True),
+        Plan("sauron_regularised", train + ("prune_sauron.json",), epochs, "baseline",
+             overrides=SAURON_SCHEDULE_REGULARISED, extra=True),
     ]
     return {plan.method: replace(plan, recipe=tuple(recipe)) for plan in plans}
+
+
+def default_methods(plans: dict[str, Plan]) -> list[str]:
+    """The methods run without ``--methods``: every plan but the labelled variants (``Plan.extra``)."""
+    return [name for name, plan in plans.items() if not plan.extra]
 
 
 def with_dependencies(methods: list[str], plans: dict[str, Plan]) -> list[str]:
@@ -500,7 +514,7 @@ def comparison_frame(split: dict, overrides: list[str], recipe: tuple[str, ...] 
     raise SystemExit("no test frame with a polyp to compare feature maps on")
 
 
-COMPARED = ("baseline", "sauron_scheduled", "sauron", "taylorfo")
+COMPARED = ("baseline", "sauron_scheduled", "sauron_regularised", "sauron", "taylorfo")
 #: The layers whose maps the bundle's docs show (the work folder's page draws all 22): the first encoder block at full
 #: resolution, the deepest encoder block, and the last decoder block, whose maps feed the output head.
 DOC_LAYERS = ("input_block.conv2.conv", "downsamples.2.conv2.conv", "upsamples.3.conv_block.conv2.conv")
@@ -579,7 +593,8 @@ def main() -> None:
     parser.add_argument("--work", required=True, help="folder for the runs and the results (resumable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=None, help="started in this order, each after the runs it "
-                        "needs, their references last (default: every method)")
+                        "needs, their references last (default: every method but the labelled variants, which run "
+                        "only when named: sauron_regularised)")
     parser.add_argument("--epochs", type=int, default=100, help="baseline / Sauron training epochs")
     parser.add_argument("--finetune_epochs", type=int, default=100, help="epochs of runs that start from the baseline")
     parser.add_argument("--val_fraction", type=float, default=0.2)
@@ -613,7 +628,7 @@ def main() -> None:
         if not (SOURCE / "configs" / name).is_file():
             raise SystemExit(f"--recipe {name}: no such file in {SOURCE / 'configs'}")
     plans = method_plans(args.epochs, args.finetune_epochs, tuple(args.recipe))
-    methods = with_dependencies(args.methods or list(plans), plans)
+    methods = with_dependencies(args.methods or default_methods(plans), plans)
     split = fixed_split(data, work, args.val_fraction, args.test_fraction)
     split_file = Path(split["info"]["split_file"])
     for item in args.method_set:

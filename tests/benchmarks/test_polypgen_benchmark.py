@@ -52,13 +52,27 @@ def test_the_scheduled_sauron_run_is_the_paper_constant_run_with_the_recommended
     assert flags["--sauron#patience"] == "1" and flags["--sauron#target_macs_reduction"] == "0.9"
     assert "--sauron#patience" not in bench.RunFolder(tmp_path, paper, 1).overrides({}, tmp_path, [])
     assert run.root == tmp_path / "seed1" / "sauron_scheduled"
+    # the recommended schedule runs without the regulariser; the labelled variant keeps the paper's lambda
+    assert flags["--sauron#lam"] == "0.0"
+    values = bench.RunFolder(tmp_path, plans["sauron_regularised"], 1).overrides({}, tmp_path, [])
+    regularised = dict(zip(values[::2], values[1::2]))
+    assert "--sauron#lam" not in regularised
+    assert {k: v for k, v in flags.items() if k != "--sauron#lam"} == regularised
+
+
+def test_labelled_variants_run_only_when_named(bench):
+    plans = bench.method_plans(10, 10)
+    assert plans["sauron_regularised"].extra and plans["sauron_regularised"].reference == "baseline"
+    default = bench.with_dependencies(bench.default_methods(plans), plans)
+    assert "sauron_regularised" not in default and default == [m for m in plans if m != "sauron_regularised"]
+    assert bench.with_dependencies(["sauron_regularised"], plans) == ["sauron_regularised", "baseline"]
 
 
 def test_asking_for_one_method_brings_the_runs_it_needs(bench):
     plans = bench.method_plans(10, 10)
     assert bench.with_dependencies(["tp_l1"], plans) == ["baseline", "taylorfo", "tp_l1", "baseline_long"]
     assert bench.with_dependencies(["scratch_sauron"], plans) == ["sauron_scheduled", "scratch_sauron", "baseline"]
-    assert bench.with_dependencies(list(plans), plans) == list(plans)
+    assert bench.with_dependencies(list(plans), plans) == list(plans)  # the labelled variants too, when named
     with pytest.raises(SystemExit, match="unknown method 'magic'"):
         bench.with_dependencies(["magic"], plans)
 
