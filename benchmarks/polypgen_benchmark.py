@@ -439,6 +439,34 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
     return summary
 
 
+#: Each pruning method against the controls and peers it must be at or above at equal MACs (the issue's targets):
+#: its scratch control trains its final architecture from scratch, the others prune to its final MACs.
+CONTROLS = {
+    "sauron_scheduled": ("scratch_sauron",),
+    "taylorfo": ("scratch_taylorfo", "random", "tp_taylor", "tp_l1"),
+}
+
+
+def versus_controls(scores: dict[tuple[int, str], dict[str, float]], resamples: int) -> list[dict]:
+    """
+    Per method and control of :data:`CONTROLS`, the mean paired per-frame Dice difference (method - control) over the
+    seeds where both finished, with its 95% bootstrap interval over seeds and frames: whether the method is at or
+    above the control, beyond the noise or not.
+    """
+    rows = []
+    for method, controls in CONTROLS.items():
+        for control in controls:
+            seeds = sorted(seed for seed, name in scores if name == method and (seed, control) in scores)
+            if not seeds:
+                continue
+            diffs = np.stack([paired_differences(scores[(s, method)], scores[(s, control)])[1] for s in seeds])
+            interval = crossed_bootstrap(diffs, resamples=resamples)
+            rows.append({"method": method, "control": control, "seeds": seeds, "mean": interval.mean,
+                         "low": interval.low, "high": interval.high, "confidence": interval.confidence,
+                         "frames": interval.cases, "measurable": interval.excludes_zero()})
+    return rows
+
+
 def markdown(result: dict) -> str:
     header = ["method", "reference", "seeds", "MACs removed", "test Dice", "Dice vs reference [95% CI]",
               "pruned / dense (352)", "frames/s (352, fastest runtime)", "checkpoint", "peak RAM (352)"]
@@ -465,6 +493,14 @@ def markdown(result: dict) -> str:
              f"{result['resolution'][1]}; Dice vs reference: mean paired per-frame difference against the same-seed "
              "reference, 95% bootstrap interval over seeds and frames.", "",
              *markdown_table(header, rows), "", *markdown_table(["method", *centres], per_centre)]
+    against = result.get("versus_controls") or []
+    if against:
+        lines += ["", "Each method against its controls and peers at equal MACs (mean paired per-frame Dice difference, "
+                  "method - control, 95% bootstrap interval over seeds and frames):", "",
+                  *markdown_table(["method", "control", "seeds", "Dice difference [95% CI]", "beyond the noise"],
+                                  [[r["method"], r["control"], str(len(r["seeds"])),
+                                    interval_cell(r["mean"], r["low"], r["high"]),
+                                    "yes" if r["measurable"] else "no"] for r in against])]
     timings = {method: s["runtimes"] for method, s in result["summary"].items() if s.get("runtimes")}
     runtime_header, runtime_rows = runtime_table(timings)
     if runtime_header:
@@ -582,7 +618,8 @@ def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split
     result = {"test_frames": len(split["test"]), "resolution": list(roi), "deploy_resolution": list(DEPLOY_SIZE),
               "threads": args.threads, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
               "empty_frames": "Dice 1 when nothing is predicted, 0 for any predicted polyp (ignore_empty=false)",
-              "runs": rows, "summary": summarise(rows, scores, plans, centres, args.resamples)}
+              "runs": rows, "summary": summarise(rows, scores, plans, centres, args.resamples),
+              "versus_controls": versus_controls(scores, args.resamples)}
     result["runtime_note"] = runtime_note({f"{r['seed']}/{r['method']}": r["runtimes"] for r in rows})
     return result
 

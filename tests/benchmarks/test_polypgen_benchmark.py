@@ -199,6 +199,26 @@ def test_summary_pairs_each_method_with_its_same_seed_reference_over_seeds_and_f
                                                            "summary": alone})
 
 
+
+def test_each_method_is_compared_with_its_controls_on_the_seeds_where_both_finished(bench):
+    rng = np.random.default_rng(2)
+    scores = {}
+    for seed in (0, 1):
+        scores[(seed, "sauron_scheduled")] = _scores(rng, 0.0)
+        scores[(seed, "scratch_sauron")] = {k: v - 0.03 for k, v in scores[(seed, "sauron_scheduled")].items()}
+    scores[(0, "taylorfo")] = _scores(rng, 0.0)
+    scores[(0, "random")] = {k: v + 0.02 for k, v in scores[(0, "taylorfo")].items()}
+    scores[(1, "random")] = _scores(rng, 0.0)  # seed 1's TaylorFO not finished: seed 0 only
+    rows = bench.versus_controls(scores, resamples=200)
+    assert [(r["method"], r["control"], r["seeds"]) for r in rows] == [
+        ("sauron_scheduled", "scratch_sauron", [0, 1]), ("taylorfo", "random", [0])]
+    assert rows[0]["mean"] == pytest.approx(0.03) and rows[0]["measurable"]
+    assert rows[1]["mean"] == pytest.approx(-0.02) and rows[1]["high"] == pytest.approx(-0.02)
+    table = bench.markdown({"test_frames": 40, "resolution": [128, 128], "summary": {}, "versus_controls": rows})
+    assert "| sauron_scheduled | scratch_sauron | 2 | +0.0300 [+0.0300, +0.0300] | yes |" in table
+    assert "| taylorfo | random | 1 | -0.0200 [-0.0200, -0.0200] | yes |" in table
+    assert "against its controls" not in bench.markdown({"test_frames": 40, "resolution": [128, 128], "summary": {}})
+
 def test_a_run_is_timed_in_every_runtime_and_reports_its_fastest_with_the_dense_ratio_in_that_runtime(
     bench, tmp_path, monkeypatch
 ):
