@@ -309,7 +309,9 @@ def run_all(runs: dict[tuple[int, str], RunFolder], data: Path, split_file: Path
             for key in list(pending):
                 run = runs[key]
                 needs = [by_seed[run.seed][name] for name in run.plan.needs]
-                if any(f"seed{run.seed}/{n.plan.method}" in failed for n in needs):
+                if run.done:  # finished meanwhile by another command on the same work folder
+                    pending.remove(key)
+                elif any(f"seed{run.seed}/{n.plan.method}" in failed for n in needs):
                     pending.remove(key)
                     failed.append(f"seed{run.seed}/{run.plan.method} (needs a failed run)")
                 elif len(active) < jobs and all(n.done for n in needs):

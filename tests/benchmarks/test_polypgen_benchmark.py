@@ -166,6 +166,25 @@ def test_runs_start_once_their_inputs_are_done_finished_runs_are_skipped_and_fai
     assert sorted(failed) == ["seed0/sauron_scheduled", "seed0/scratch_sauron (needs a failed run)"]
 
 
+
+def test_a_run_another_command_finished_meanwhile_is_not_started_again(bench, tmp_path, monkeypatch):
+    plans = bench.method_plans(2, 2)
+    runs = {(0, m): bench.RunFolder(tmp_path, plans[m], 0) for m in bench.with_dependencies(["taylorfo"], plans)}
+    started: list[str] = []
+
+    def fake_train(run, by_method, data, extra, threads):
+        started.append(run.plan.method)
+        for finished in (run, runs[(0, "baseline_long")]):  # the reference finished elsewhere while this one trained
+            finished.root.mkdir(parents=True, exist_ok=True)
+            (finished.root / "done.json").write_text("{}")
+
+    monkeypatch.setattr(bench.RunFolder, "prepare", lambda self, split_file, by_method: None)
+    monkeypatch.setattr(bench, "train_and_evaluate", fake_train)
+    runs[(0, "baseline")].root.mkdir(parents=True)
+    (runs[(0, "baseline")].root / "done.json").write_text("{}")
+    assert bench.run_all(runs, tmp_path, tmp_path / "split.json", [], jobs=1, threads=1) == []
+    assert started == ["taylorfo"]
+
 def _scores(rng, offset: float) -> dict[str, float]:
     return {f"f{i}": float(np.clip(0.7 + offset + rng.normal(0, 0.1), 0, 1)) for i in range(40)}
 
