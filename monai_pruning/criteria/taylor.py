@@ -390,7 +390,7 @@ def select_global_lowest(
     together, first as many as bring its width down to a multiple, then m channels at a time, each scored by the sum
     of its channels and taken only after the one before it. Vectorised CPU kernels (oneDNN in ONNX Runtime and
     OpenVINO, PyTorch's own) process channels in blocks of 8 or 16, so a layer of 27 channels costs about what one of
-    32 does: widths kept at multiples of 8 turn the MACs removed into time saved (``docs/taylorfo.md``).
+    32 does (``docs/taylorfo.md``, "Widths at multiples of 8", measures what the constraint does to a trained network).
 
     Args:
         scores: group name -> (C,) importance scores.

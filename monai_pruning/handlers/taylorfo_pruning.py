@@ -155,8 +155,8 @@ class TaylorFOPruning(PruningHandlerBase):
         width_multiple: every group keeps a multiple of this many channels (a group narrower than that is never
             cut): each step removes a group's lowest-ranked channels ``width_multiple`` at a time
             (:func:`~monai_pruning.criteria.select_global_lowest`). CPU runtimes compute channels in blocks of 8 or
-            16, so 8 turns MACs removed into time saved (a layer of 27 channels costs about what 32 do; measured in
-            ``docs/taylorfo.md``); 1: any width, as in the paper.
+            16 (a layer of 27 channels costs about what 32 do), though a polyp network trained with 8 was no faster
+            at equal MACs than one without (``docs/taylorfo.md``); 1: any width, as in the paper.
         kwargs: ``example_shape``, ``min_channels`` (default 2), ``min_width_fraction`` (default 0), ``output_dir``,
             ``plot``, ``summary_writer``, ``tensorboard_dir``, ``validator``, ``metric_name``, ``metric_mode``,
             ``best_checkpoint``, ``name``.
