@@ -407,6 +407,15 @@ def mean_runtimes(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     return result
 
 
+def paired_interval(scores: dict[tuple[int, str], dict[str, float]], method: str, other: str, seeds: list[int],
+                    resamples: int) -> dict[str, Any]:
+    """``method``'s per-frame Dice minus ``other``'s on the same seeds and frames: mean, 95% bootstrap interval."""
+    diffs = np.stack([paired_differences(scores[(s, method)], scores[(s, other)])[1] for s in seeds])
+    interval = crossed_bootstrap(diffs, resamples=resamples)
+    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "confidence": interval.confidence,
+            "seeds": interval.seeds, "frames": interval.cases, "measurable": interval.excludes_zero()}
+
+
 def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]], plans: dict[str, Plan],
               centres: dict[str, str], resamples: int) -> dict[str, dict]:
     """Per method: means over seeds, the paired Dice difference against the reference with its interval, centres."""
@@ -432,11 +441,7 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
             entry["pruned_over_dense_352"] = float(np.mean(ratios))
         paired = [s for s in seeds if (s, reference) in scores]
         if method != reference and paired:
-            diffs = np.stack([paired_differences(scores[(s, method)], scores[(s, reference)])[1] for s in paired])
-            interval = crossed_bootstrap(diffs, resamples=resamples)
-            entry["dice_vs_reference"] = {"mean": interval.mean, "low": interval.low, "high": interval.high,
-                                          "confidence": interval.confidence, "seeds": interval.seeds,
-                                          "frames": interval.cases, "measurable": interval.excludes_zero()}
+            entry["dice_vs_reference"] = paired_interval(scores, method, reference, paired, resamples)
         summary[method] = entry
     return summary
 
@@ -461,11 +466,8 @@ def versus_controls(scores: dict[tuple[int, str], dict[str, float]], resamples: 
             seeds = sorted(seed for seed, name in scores if name == method and (seed, control) in scores)
             if not seeds:
                 continue
-            diffs = np.stack([paired_differences(scores[(s, method)], scores[(s, control)])[1] for s in seeds])
-            interval = crossed_bootstrap(diffs, resamples=resamples)
-            rows.append({"method": method, "control": control, "seeds": seeds, "mean": interval.mean,
-                         "low": interval.low, "high": interval.high, "confidence": interval.confidence,
-                         "frames": interval.cases, "measurable": interval.excludes_zero()})
+            rows.append({"method": method, "control": control,
+                         **paired_interval(scores, method, control, seeds, resamples), "seeds": seeds})
     return rows
 
 
