@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.bundle import ConfigParser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pruning_benchmark import dense_equivalent, load_model, network_def  # noqa: E402
@@ -64,12 +65,14 @@ def measure(bundle: Path, checkpoint: Path, multiples: list[int], size: tuple[in
     unpruned network, "dense_scale": the dense network's width factor, "runtimes": {runtime: {"latency_s": ...,
     "dense_latency_s": ..., "pruned_over_dense": ...}}}}}``; names: ``"pruned"``, ``"multiple_<k>"``.
     """
-    parser_network = network_def(bundle)
-    in_channels = next(m for m in parser_network.modules() if hasattr(m, "in_channels")).in_channels
+    config = ConfigParser()
+    config.read_config(str(bundle / "configs" / "inference.json"))
+    in_channels = config.get_parsed_content("network_def#in_channels")
     shape = (1, in_channels, *size)
     trace_shape = (2, in_channels, *size)
-    unpruned_macs = measure_complexity(parser_network, shape).macs
-    unpruned = ChannelPruner(parser_network, trace_shape).widths()
+    unpruned_network = network_def(bundle)
+    unpruned_macs = measure_complexity(unpruned_network, shape).macs
+    unpruned = ChannelPruner(unpruned_network, trace_shape).widths()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pruned = load_model(str(bundle), str(checkpoint)).float()
