@@ -5,7 +5,11 @@ as our method (``benchmarks/prune_torch_pruning.json`` is the overlay).
 
 At the end of each of the first ``steps`` epochs it takes Torch-Pruning's pruning steps until the network's MACs (one
 sample of ``example_shape``, eval mode) are at most the epoch's target, which goes linearly from the starting MACs to
-``target_macs``; the remaining epochs fine-tune. ``importance="taylor"`` is Torch-Pruning's ``GroupTaylorImportance``
+``target_macs``; the remaining epochs fine-tune. The starting MACs are those of the network the first step saw: they go
+into ``state_dict()`` (the overlay names the handler in the bundle's ``pruning_state``), so a run resumed with
+``--resume`` keeps the same linear schedule instead of starting it again from its already pruned network. Torch-Pruning's
+pruner itself is rebuilt on the resumed network, so after a resume its ``max_pruning_ratio`` counts from the resumed
+widths. ``importance="taylor"`` is Torch-Pruning's ``GroupTaylorImportance``
 (|weight x gradient| summed over each dependency group, gradients of the training loss accumulated over
 ``score_batches`` training batches right before the step); ``"l1"`` is ``GroupMagnitudeImportance`` with p=1. The
 benchmark ranks Taylor channels globally, as our TaylorFO does, and L1 channels per layer (every layer loses the same
@@ -27,7 +31,8 @@ width), and the Taylor gradients are taken with BatchNorm in eval mode and the t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
@@ -176,7 +181,8 @@ class TorchPruningPeer:
         import torch_pruning as tp
 
         network = engine.network
-        self.start_macs = self._macs(network)
+        if self.start_macs is None:
+            self.start_macs = self._macs(network)
         modules = dict(network.named_modules())
         graph = ChannelPruner(network, self.example_shape).graph
         ignored = [modules[p] for g in graph.groups.values() if not g.prunable for p in g.producers]
@@ -196,6 +202,15 @@ class TorchPruningPeer:
             iterative_steps=self.granularity,
             ignored_layers=ignored,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The schedule's anchor as plain data (``torch.load(weights_only=True)`` reads it back)."""
+        return {"start_macs": self.start_macs, "exhausted": self.exhausted}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        start = state_dict.get("start_macs")
+        self.start_macs = None if start is None else int(start)
+        self.exhausted = bool(state_dict.get("exhausted", False))
 
     def _accumulate_gradients(self, engine: Engine) -> None:
         network = engine.network

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -100,3 +101,49 @@ def test_pruning_a_group_slices_adam_state_and_gradients_with_the_weights_on_bot
         assert torch.equal(optimizer.state[param]["exp_avg_sq"], state["exp_avg_sq"][index])
         assert torch.equal(optimizer.state[param]["step"], state["step"])
     assert optimizer.param_groups[0]["params"] == list(net.parameters())
+
+
+def test_a_resumed_peer_keeps_the_linear_schedule_of_the_network_it_started_from():
+    """A stop after epoch 2 of 4: the resumed run's targets still run from the unpruned network's MACs (the first
+    version measured its "start" again on the resumed, already pruned network and cut several steps at once)."""
+    net = _dynunet()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    start = count_macs(net, (1, *SHAPE[1:]))
+    target = int(0.4 * start)
+
+    def trainer_with(peer: TorchPruningPeer, max_epochs: int) -> SupervisedTrainer:
+        return SupervisedTrainer(device=torch.device("cpu"), max_epochs=max_epochs, train_data_loader=_data(),
+                                 network=net, optimizer=optimizer,
+                                 loss_function=DiceCELoss(to_onehot_y=True, softmax=True), train_handlers=[peer])
+
+    first = TorchPruningPeer(importance="l1", target_macs=target, steps=4, example_shape=SHAPE, global_pruning=False)
+    trainer_with(first, max_epochs=2).run()
+    stopped_at = count_macs(net, (1, *SHAPE[1:]))
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+
+    resumed = TorchPruningPeer(importance="l1", target_macs=target, steps=4, example_shape=SHAPE, global_pruning=False)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    trainer = trainer_with(resumed, max_epochs=3)
+    trainer.state.epoch, trainer.state.iteration = 2, 2 * len(_data())
+    trainer.run()
+
+    macs = count_macs(net, (1, *SHAPE[1:]))
+    on_schedule = start - (start - target) * 3 / 4
+    restarted_schedule = stopped_at - (stopped_at - target) * 3 / 4
+    assert resumed.start_macs == start
+    assert restarted_schedule < macs <= on_schedule
+
+
+@pytest.mark.parametrize("bundle", ["polyp_endoscopy_segmentation", "kidney_ct_segmentation"])
+def test_the_peer_overlay_puts_the_peer_in_the_resume_checkpoint_and_nothing_of_taylorfo(bundle):
+    from monai.bundle import ConfigParser
+
+    repo = Path(__file__).resolve().parents[2]
+    parser = ConfigParser()
+    configs = [repo / "bundles" / bundle / "configs" / name for name in ("train.json", "prune_taylorfo.json")]
+    parser.read_config([str(p) for p in configs] + [str(repo / "benchmarks" / name)
+                                                   for name in ("finetune_dense.json", "prune_torch_pruning.json")])
+    assert parser["pruning_state"] == {"peer": "@peer_handler"}
+    assert "**@pruning_state" in parser["resume_objects"]
