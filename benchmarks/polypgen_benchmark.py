@@ -40,8 +40,11 @@ training size, CPU latency at batch 1 (``--threads`` threads) at the training si
 against a dense network of equal MACs (uniformly narrower widths), and the mean paired per-frame Dice difference
 against the same-seed reference with a 95% bootstrap interval over seeds and frames. A run's ``fps_352``,
 ``latency_s`` and ``latency_352_s`` are in its fastest runtime at 352x352 (``runtime``), and so is
-``pruned_over_dense_352``; ``runtimes`` holds every runtime and size. It writes
-``benchmark_polypgen.json``, ``.md`` and ``.png`` to ``--work`` (and to the bundle's ``docs/`` with ``--docs``).
+``pruned_over_dense_352``; ``runtimes`` holds every runtime and size. It also reads how each run of the first seed
+trained from its log (MACs left per epoch, validation Dice; running runs too): ``training_curves`` in the JSON, a
+table in the ``.md`` and ``benchmark_polypgen_curves.png``, so a peer or control that degrades, or collapses, shows
+where. It writes ``benchmark_polypgen.json``, ``.md``, ``.png`` and ``_curves.png`` to ``--work`` (and to the
+bundle's ``docs/`` with ``--docs``).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from pruning_benchmark import (  # noqa: E402
 )
 
 from monai_pruning.data import prepare_task_data  # noqa: E402
+from monai_pruning.handlers.epoch_progress import read_progress  # noqa: E402
 from monai_pruning.handlers.feature_map_comparison import (  # noqa: E402
     networks_from_checkpoints,
     write_feature_map_comparison,
@@ -514,6 +518,9 @@ def markdown(result: dict) -> str:
         lines += ["", DENSE_RATIO_NOTE] if has_dense_ratios(timings) else []
         note = result.get("runtime_note", "")
         lines += ["", note] if note else []
+    curves = result.get("training_curves") or {}
+    if curves.get("runs"):
+        lines += ["", *curves_markdown(curves["seed"], curves["runs"])]
     return "\n".join(lines) + "\n"
 
 
@@ -539,6 +546,90 @@ def plot(result: dict, path: Path) -> None:
     right.set(xlabel="MACs removed (mean over seeds)", ylabel="Dice vs same-seed reference",
               title="paired difference, 95% interval")
     left.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+#: The validation epochs the training table shows (the real-data recipe validates every 5 epochs).
+CURVE_EPOCHS = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+
+
+def tensorboard_validation(folder: Path, tag: str = "val_mean_dice") -> list[list[float]]:
+    """``[[epoch, value], ...]`` of ``tag`` in the TensorBoard files of ``folder`` (the last value of an epoch wins)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[int, float] = {}
+    for events in sorted(folder.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if tag in accumulator.Tags().get("scalars", []):
+            values.update({int(e.step): float(e.value) for e in accumulator.Scalars(tag)})
+    return [[epoch, values[epoch]] for epoch in sorted(values)]
+
+
+def training_curves(runs: dict[tuple[int, str], RunFolder], seed: int) -> dict[str, dict]:
+    """
+    How each run of ``seed`` trained, running runs included, from the progress lines of its log: ``{method:
+    {"done", "starts_from", "epochs": [...], "macs_left": [fraction of the unpruned MACs per epoch], "validation":
+    [[epoch, Dice], ...]}}``. A run whose log has no progress lines (one trained before the bundle logged them, such
+    as seed 0's baseline) gives its validation Dice from its TensorBoard files and no MACs.
+    """
+    curves = {}
+    for (run_seed, method), run in runs.items():
+        if run_seed != seed or not run.root.is_dir():
+            continue
+        rows = read_progress(run.log.read_text(errors="replace").splitlines()) if run.log.is_file() else []
+        if rows:
+            validation = [[r["epoch"], r["metric"]] for r in rows if r["metric"] is not None
+                          and r["metric_epoch"] == r["epoch"]]
+            epochs, macs_left = [r["epoch"] for r in rows], [r["macs_left"] for r in rows]
+        else:
+            validation, epochs, macs_left = tensorboard_validation(run.root / "runs"), [], []
+        if validation or epochs:
+            curves[method] = {"done": run.done, "starts_from": run.plan.starts_from, "epochs": epochs,
+                              "macs_left": macs_left, "validation": validation}
+    return curves
+
+
+def curves_markdown(seed: int, curves: dict[str, dict]) -> list[str]:
+    """Validation Dice of each run at the epochs of :data:`CURVE_EPOCHS`, with the MACs left then."""
+    columns = [e for e in CURVE_EPOCHS if any(e in dict(c["validation"]) for c in curves.values())]
+    rows = []
+    for method, curve in curves.items():
+        dice, macs = dict(curve["validation"]), dict(zip(curve["epochs"], curve["macs_left"]))
+        cells = [(f"{dice[e]:.3f}" + (f" ({100 * macs[e]:.0f}%)" if macs.get(e) is not None else "")) if e in dice
+                 else "" for e in columns]
+        start = f", from {curve['starts_from']}" if curve["starts_from"] else ""
+        rows.append([f"{method}{start}{'' if curve['done'] else ' (running)'}", *cells])
+    return [f"Validation Dice during training, seed {seed} (in brackets: MACs left, % of the unpruned network; runs "
+            "from the baseline count their epochs from its end):", "",
+            *markdown_table(["run", *(str(e) for e in columns)], rows)]
+
+
+def plot_curves(seed: int, curves: dict[str, dict], path: Path) -> None:
+    """MACs left and validation Dice over the epochs, runs from the baseline beside runs trained from scratch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sides = {"fine-tuned from the baseline": [m for m, c in curves.items() if c["starts_from"]],
+             "trained from scratch": [m for m, c in curves.items() if not c["starts_from"]]}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex="col")
+    for column, (title, methods) in enumerate(sides.items()):
+        macs_axis, dice_axis = axes[0][column], axes[1][column]
+        for method in methods:
+            curve = curves[method]
+            label = method if curve["done"] else f"{method} (running)"
+            line, = dice_axis.plot(*zip(*curve["validation"]), marker=".", label=label) if curve["validation"] \
+                else dice_axis.plot([], [], label=label)
+            if curve["epochs"]:
+                macs_axis.plot(curve["epochs"], [None if v is None else 100 * v for v in curve["macs_left"]],
+                               color=line.get_color(), label=label)
+        macs_axis.set(ylabel="MACs left (%)", title=f"seed {seed}, {title}", ylim=(0, 105))
+        dice_axis.set(xlabel="epoch", ylabel="validation Dice")
+        dice_axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -623,7 +714,8 @@ def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split
               "threads": args.threads, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
               "empty_frames": "Dice 1 when nothing is predicted, 0 for any predicted polyp (ignore_empty=false)",
               "runs": rows, "summary": summarise(rows, scores, plans, centres, args.resamples),
-              "versus_controls": versus_controls(scores, args.resamples)}
+              "versus_controls": versus_controls(scores, args.resamples),
+              "training_curves": {"seed": args.seeds[0], "runs": training_curves(runs, args.seeds[0])}}
     result["runtime_note"] = runtime_note({f"{r['seed']}/{r['method']}": r["runtimes"] for r in rows})
     return result
 
@@ -694,6 +786,8 @@ def main() -> None:
         (folder / "benchmark_polypgen.json").write_text(json.dumps(result, indent=2) + "\n")
         (folder / "benchmark_polypgen.md").write_text(markdown(result))
         plot(result, folder / "benchmark_polypgen.png")
+        plot_curves(result["training_curves"]["seed"], result["training_curves"]["runs"],
+                    folder / "benchmark_polypgen_curves.png")
     write_comparisons(runs, split, args, outputs)
     print(markdown(result))
 

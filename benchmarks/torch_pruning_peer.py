@@ -5,11 +5,11 @@ as our method (``benchmarks/prune_torch_pruning.json`` is the overlay).
 
 At the end of each of the first ``steps`` epochs it takes Torch-Pruning's pruning steps until the network's MACs (one
 sample of ``example_shape``, eval mode) are at most the epoch's target, which goes linearly from the starting MACs to
-``target_macs``; the remaining epochs fine-tune. The starting MACs are those of the network the first step saw: they go
-into ``state_dict()`` (the overlay names the handler in the bundle's ``pruning_state``), so a run resumed with
-``--resume`` keeps the same linear schedule instead of starting it again from its already pruned network. Torch-Pruning's
-pruner itself is rebuilt on the resumed network, so after a resume its ``max_pruning_ratio`` counts from the resumed
-widths. ``importance="taylor"`` is Torch-Pruning's ``GroupTaylorImportance``
+``target_macs``; the remaining epochs fine-tune. The starting MACs are those of the network the first step saw:
+they go into ``state_dict()`` (the overlay names the handler in the bundle's ``pruning_state``), so a run resumed
+with ``--resume`` keeps the same linear schedule instead of starting it again from its already pruned network.
+Torch-Pruning's pruner itself is rebuilt on the resumed network, so after a resume its ``max_pruning_ratio`` counts
+from the resumed widths. ``importance="taylor"`` is Torch-Pruning's ``GroupTaylorImportance``
 (|weight x gradient| summed over each dependency group, gradients of the training loss accumulated over
 ``score_batches`` training batches right before the step); ``"l1"`` is ``GroupMagnitudeImportance`` with p=1. The
 benchmark ranks Taylor channels globally, as our TaylorFO does, and L1 channels per layer (every layer loses the same

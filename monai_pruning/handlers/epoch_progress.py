@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,7 +25,7 @@ else:
         "ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine", as_type="decorator"
     )
 
-__all__ = ["EpochProgress", "format_duration", "progress_line"]
+__all__ = ["EpochProgress", "format_duration", "parse_progress_line", "progress_line", "read_progress"]
 
 LOGGER_NAME = "monai_pruning.progress"
 
@@ -70,6 +71,54 @@ def progress_line(
     parts.append(f"elapsed {format_duration(elapsed_s)}")
     parts.append(f"ETA {format_duration(eta_s)}" if eta_s is not None else "ETA -")
     return "  ".join(parts)
+
+
+_LINE = re.compile(
+    r"epoch +(?P<epoch>\d+)/(?P<max_epochs>\d+)  loss (?P<loss>-|\S+)  (?P<name>\S+) "
+    r"(?:-|(?P<metric>\S+)(?: \((?:(?P<before>before training)|epoch (?P<metric_epoch>\d+))\))?)  "
+    r"MACs left (?:-|(?P<macs>\S+)%)  elapsed "
+)
+
+
+def parse_progress_line(text: str) -> dict[str, Any] | None:
+    """
+    The values of a line :func:`progress_line` wrote, found anywhere in ``text`` (a log line with its time stamp and
+    logger name), or None when ``text`` holds no such line: ``{"epoch", "max_epochs", "loss", "metric_name",
+    "metric", "metric_epoch", "macs_left"}`` with None for what the line shows as ``-``; ``metric_epoch`` is the epoch
+    the metric was measured at (0: before training), ``macs_left`` a fraction. Values are as rounded in the line.
+    """
+    match = _LINE.search(text)
+    if match is None:
+        return None
+    metric = None if match["metric"] is None else float(match["metric"])
+    if metric is None:
+        metric_epoch = None
+    elif match["before"]:
+        metric_epoch = 0
+    else:
+        metric_epoch = int(match["metric_epoch"]) if match["metric_epoch"] else int(match["epoch"])
+    return {
+        "epoch": int(match["epoch"]),
+        "max_epochs": int(match["max_epochs"]),
+        "loss": None if match["loss"] == "-" else float(match["loss"]),
+        "metric_name": match["name"],
+        "metric": metric,
+        "metric_epoch": metric_epoch,
+        "macs_left": None if match["macs"] is None else round(float(match["macs"]) / 100, 6),
+    }
+
+
+def read_progress(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """
+    One row per epoch from a training log (:func:`parse_progress_line`), in epoch order. A resumed run logs again
+    the epochs after its checkpoint, and a TaylorFO rollback trains an epoch again: the last line of an epoch wins.
+    """
+    rows: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        row = parse_progress_line(line)
+        if row is not None:
+            rows[row["epoch"]] = row
+    return [rows[epoch] for epoch in sorted(rows)]
 
 
 class EpochProgress:

@@ -317,3 +317,49 @@ def test_feature_map_comparison_takes_the_first_seed_with_a_baseline_taylorfo_an
     assert bench.comparison_runs(runs, [0, 1]) == (1, ["baseline", "sauron", "taylorfo"])
     finish(0, "taylorfo")
     assert bench.comparison_runs(runs, [0, 1]) == (0, ["baseline", "sauron_scheduled", "sauron", "taylorfo"])
+
+
+def _progress_log(path, rows) -> None:
+    from monai_pruning.handlers.epoch_progress import LOGGER_NAME, progress_line
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"2026-12-06 12:00:00,000 - {LOGGER_NAME} - INFO - " + progress_line(
+        epoch, 10, 0.3, "val_mean_dice", dice, dice_epoch, macs, 1.0, 1.0) for epoch, dice, dice_epoch, macs in rows]
+    path.write_text("\n".join(["$ python -m monai.bundle run ...", *lines]) + "\n")
+
+
+def test_training_curves_read_every_started_run_of_the_seed_from_its_log_or_tensorboard(bench, tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    plans = bench.method_plans(10, 10)
+    runs = {(s, m): bench.RunFolder(tmp_path, plans[m], s)
+            for s in (0, 1) for m in bench.with_dependencies(["taylorfo", "tp_l1"], plans)}
+    # TaylorFO, finished, resumed after epoch 6 from its epoch-5 checkpoint: epoch 6 is logged twice
+    _progress_log(runs[(0, "taylorfo")].log, [(5, 0.60, 5, 0.80), (6, 0.60, 5, 0.70), (6, 0.60, 5, 0.75),
+                                              (10, 0.62, 10, 0.25)])
+    (runs[(0, "taylorfo")].root / "done.json").write_text("{}")
+    _progress_log(runs[(0, "tp_l1")].log, [(5, 0.55, 5, 0.90)])  # still running
+    _progress_log(runs[(1, "taylorfo")].log, [(5, 0.10, 5, 0.10)])  # another seed
+    writer = SummaryWriter(str(runs[(0, "baseline")].root / "runs"))  # a log without progress lines
+    for epoch, dice in ((5, 0.3), (10, 0.5)):
+        writer.add_scalar("val_mean_dice", dice, epoch)
+    writer.close()
+    runs[(0, "baseline")].log.write_text("evaluation only\n")
+
+    curves = bench.training_curves(runs, 0)
+    assert set(curves) == {"baseline", "taylorfo", "tp_l1"}  # baseline_long has not started
+    taylorfo = curves["taylorfo"]
+    assert taylorfo["done"] and taylorfo["starts_from"] == "baseline"
+    assert taylorfo["epochs"] == [5, 6, 10] and taylorfo["macs_left"] == [0.8, 0.75, 0.25]
+    assert taylorfo["validation"] == [[5, 0.6], [10, 0.62]]  # epoch 6 shows epoch 5's validation again
+    assert not curves["tp_l1"]["done"]
+    assert curves["baseline"] == {"done": False, "starts_from": None, "epochs": [], "macs_left": [],
+                                  "validation": [[5, pytest.approx(0.3)], [10, pytest.approx(0.5)]]}
+
+    table = "\n".join(bench.curves_markdown(0, curves))
+    assert "| run | 5 | 10 |" in table
+    assert "| taylorfo, from baseline | 0.600 (80%) | 0.620 (25%) |" in table
+    assert "| tp_l1, from baseline (running) | 0.550 (90%) |  |" in table
+    assert "| baseline (running) | 0.300 | 0.500 |" in table
+    bench.plot_curves(0, curves, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -14,7 +14,13 @@ from monai.networks.nets import UNet
 
 from monai_pruning.engine import ChannelPruner
 from monai_pruning.handlers import EpochProgress
-from monai_pruning.handlers.epoch_progress import LOGGER_NAME, format_duration, progress_line
+from monai_pruning.handlers.epoch_progress import (
+    LOGGER_NAME,
+    format_duration,
+    parse_progress_line,
+    progress_line,
+    read_progress,
+)
 from monai_pruning.measure import measure_complexity
 
 SHAPE = (2, 1, 16, 16)
@@ -121,3 +127,35 @@ def test_a_bad_example_shape_is_one_line_naming_the_argument(shape):
 def test_a_network_without_a_shape_is_refused_before_training():
     with pytest.raises(ValueError, match=r"^EpochProgress: `network` needs `example_shape`"):
         EpochProgress(network=UNet(2, 1, 2, (4, 8), (2,)))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (4, 20, 0.4213, "val_mean_dice", 0.612, 2, 0.431, 42.0, 130.0),  # an older validation
+        (12, 100, 0.2, "val_mean_dice", 0.5826, 12, 0.9259, 75.0, 3600.0),  # validated this epoch
+        (1, 10, 0.1, "val_mse", 0.25, 0, 1.0, 1.0, 9.0),  # the validation before training
+        (6, 100, None, None, None, None, None, 3.0, None),  # nothing known
+    ],
+)
+def test_a_logged_progress_line_reads_back_as_the_values_it_shows(values):
+    epoch, max_epochs, loss, name, metric, metric_epoch, macs_left = values[:7]
+    line = f"2026-12-06 12:43:47,905 - {LOGGER_NAME} - INFO - " + progress_line(*values)
+    assert parse_progress_line(line) == {
+        "epoch": epoch, "max_epochs": max_epochs, "loss": loss, "metric_name": name or "validation",
+        "metric": metric, "metric_epoch": metric_epoch,
+        "macs_left": None if macs_left is None else round(macs_left, 3),
+    }
+
+
+def test_progress_read_from_a_resumed_runs_log_keeps_each_epochs_last_line_in_epoch_order(caplog):
+    lines, _, _ = _run(epochs=4, cut_at_epoch=2, val_interval=2, caplog=caplog)
+    # killed after epoch 3 and resumed from its epoch-2 checkpoint: epoch 3 is logged twice, the second time last
+    resumed_epoch_3 = lines[2].replace("loss ", "loss 9", 1)
+    log = ["$ python -m monai.bundle run ...", *lines[:3], "Engine run resuming from iteration 6, epoch 2",
+           resumed_epoch_3, lines[3]]
+    rows = read_progress(log)
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    assert rows[2] == parse_progress_line(resumed_epoch_3)
+    assert rows[0]["metric"] is None and rows[1]["metric_epoch"] == 2 and rows[3]["metric_epoch"] == 4
+    assert rows[0]["macs_left"] == 1.0 > rows[3]["macs_left"]
