@@ -503,8 +503,8 @@ def markdown(result: dict) -> str:
              *markdown_table(header, rows), "", *markdown_table(["method", *centres], per_centre)]
     against = result.get("versus_controls") or []
     if against:
-        lines += ["", "Each method against its controls and peers at equal MACs (mean paired per-frame Dice difference, "
-                  "method - control, 95% bootstrap interval over seeds and frames):", "",
+        lines += ["", "Each method against its controls and peers at equal MACs (mean paired per-frame Dice "
+                  "difference, method - control, 95% bootstrap interval over seeds and frames):", "",
                   *markdown_table(["method", "control", "seeds", "Dice difference [95% CI]", "beyond the noise"],
                                   [[r["method"], r["control"], str(len(r["seeds"])),
                                     interval_cell(r["mean"], r["low"], r["high"]),
