@@ -27,6 +27,11 @@ ONNX Runtime and OpenVINO (those installed: ``pip install -e ".[deploy]"``), at 
 ``--runtime_size`` (default 352x352 for a 2D bundle, the polyp frames of the TaylorFO paper), every model, runtime and
 size in turn over ``--rounds`` alternating rounds, with frames per second and the speed-up over the baseline in the
 same runtime, in a table of its own (the comparison report's format).
+
+Resumable: a method trained and evaluated is marked (``<work>/<method>/done.json``) and reused by the next command
+on the same ``--work``; a method whose command was stopped while it trained continues from its last epoch checkpoint
+(the bundle's ``--resume true``); ``--rerun METHOD ...`` trains those again from the start and reuses the others.
+Latencies are measured after the last run, so measure again with ``--measure_only`` on an idle machine.
 """
 
 from __future__ import annotations
@@ -85,19 +90,79 @@ from monai_pruning.report.comparison import (  # noqa: E402
 PEERS = {"tp_taylor": ("taylor", True), "tp_l1": ("l1", False)}
 
 
-def run_bundle(root: Path, configs: list[str], overrides: list[str], log: Path) -> float:
-    """Run one bundle command (``benchmarks/`` importable, for the peer handler); returns its wall time in seconds."""
+DONE_FILE = "done.json"  # written into a method's folder once it is trained and evaluated
+
+
+def run_state(root: Path, rerun: list[str] | None, method: str) -> str:
+    """
+    What the benchmark does with one method's folder: ``"reused"`` (trained and evaluated by an earlier command, or
+    left out of ``--rerun``), ``"stopped"`` (a command was stopped while it trained: continue from its last epoch
+    checkpoint) or ``"new"`` (train from the start: no folder yet, or named by ``--rerun``). So a benchmark of
+    several hours can be stopped at any point and the same command goes on where it stopped.
+    """
+    if rerun is not None:
+        return "new" if method in rerun else "reused"
+    if (root / DONE_FILE).is_file():
+        return "reused"
+    if any((root / "runs" / "checkpoints").glob("checkpoint_epoch=*.pt")):
+        return "stopped"
+    return "new"
+
+
+def run_bundle(root: Path, configs: list[str], overrides: list[str], log: Path, append: bool = False) -> float:
+    """
+    Run one bundle command (``benchmarks/`` importable, for the peer handler); returns its wall time in seconds.
+    ``append``: add to ``log`` (a resumed run) instead of starting it again.
+    """
     files = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files,
                "--meta_file", "configs/metadata.json", *overrides]
     start = time.perf_counter()
-    with open(log, "w") as out:
+    with open(log, "a" if append else "w") as out:
+        if append:
+            out.write(f"\n$ {' '.join(command)}\n")
+            out.flush()
         paths = [str(REPO / "benchmarks"), os.environ.get("PYTHONPATH")]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, paths)))
         result = subprocess.run(command, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)} (see {log})")
     return time.perf_counter() - start
+
+
+def train_method(method: str, plan: tuple[list[str], list[str], str | None], state: str, source: Path,
+                 work: Path, split_file: Path, shared: list[str]) -> float:
+    """
+    Train ``method`` in ``<work>/<method>`` and evaluate it on the test split; ``state`` is :func:`run_state`'s:
+    ``"new"`` copies the bundle, the benchmark's overlays, the split and the start checkpoint afresh, ``"stopped"``
+    continues the run in its folder from its last checkpoint. ``plan`` is (configs, overrides, the method whose
+    ``models/model_baseline.pt`` it starts from). Marks the folder done; returns this command's training time (s).
+    """
+    configs, overrides, starts_from = plan
+    root = work / method
+    if state == "new":
+        if root.exists():
+            shutil.rmtree(root)
+        shutil.copytree(source, root, ignore=shutil.ignore_patterns("data", "runs", "models", "eval", "predictions"))
+        (root / "runs").mkdir()
+        shutil.copy(split_file, root / "runs" / split_file.name)  # the bundle reuses it instead of splitting by seed
+        for overlay in configs:  # the benchmark's own overlays
+            if (REPO / "benchmarks" / overlay).is_file():
+                shutil.copy(REPO / "benchmarks" / overlay, root / "configs")
+        if starts_from is not None:
+            (root / "models").mkdir()
+            # the baseline run's own copy of its final weights: what prune_taylorfo.json starts from
+            shutil.copy2(work / starts_from / "models" / "model_baseline.pt", root / "models" / "model_baseline.pt")
+    if method in PEERS:  # equal MACs and as many pruning epochs as TaylorFO took
+        taylor_rows = history_rows(work / "taylorfo")
+        overrides = overrides + ["--peer#target_macs", str(taylor_rows[-1]["macs"]),
+                                 "--peer#steps", str(max(1, taylor_rows[-1]["steps"]))]
+    resume = ["--resume", "true" if state == "stopped" else "false"]
+    train_s = run_bundle(root, configs, overrides + shared + resume, work / f"{method}_train.log",
+                         append=state == "stopped")
+    run_bundle(root, ["train.json", "evaluate.json"], shared, work / f"{method}_evaluate.log")
+    (root / DONE_FILE).write_text(json.dumps({"train_s": train_s, "resumed": state == "stopped"}))
+    return train_s
 
 
 def network_def(bundle: Path, overrides: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -396,12 +461,13 @@ def main() -> None:
     parser.add_argument("--overhead_rounds", type=int, default=5)
     parser.add_argument("--compile", action="store_true",
                         help="with --overhead_only: Sauron's regulariser and scoring through torch.compile")
-    parser.add_argument("--measure_only", action="store_true", help="reuse the runs already in --work")
+    parser.add_argument("--measure_only", action="store_true", help="train nothing: measure the runs in --work")
     parser.add_argument("--overhead_only", action="store_true",
                         help="only time Sauron's regulariser and scoring per training iteration (no training); "
                              "writes overhead.json in --work")
     parser.add_argument("--rerun", nargs="+", default=None, metavar="METHOD",
-                        help="train and evaluate only these methods again, reuse the other runs in --work")
+                        help="train and evaluate these methods again from the start, reuse the other runs in --work "
+                             "as they are")
     args = parser.parse_args()
     # Torch-Pruning leaves num_features of affine-free InstanceNorms at the old width; harmless, but it warns per call
     warnings.filterwarnings("ignore", message="input's size at dim=1 does not match num_features")
@@ -443,34 +509,13 @@ def main() -> None:
     roots: dict[str, Path] = {}
     training = (["--seed", str(args.seed)] if args.seed is not None else [])
     split_file = None if args.measure_only else fixed_split(source, work, args.all_set)
+    # all runs share the demo data folder and the split file, so the phantoms and the split are identical
+    shared = ["--demo_dir", str(work / "data" / "demo"), *cli_overrides(args.all_set), *training]
     for method in args.methods:
-        configs, overrides, starts_from = plans[method]
-        root = work / method
-        roots[method] = root
-        if args.measure_only or (args.rerun is not None and method not in args.rerun):
-            results[method] = {"train_s": None}
-            continue
-        if root.exists():
-            shutil.rmtree(root)
-        shutil.copytree(source, root, ignore=shutil.ignore_patterns("data", "runs", "models", "eval", "predictions"))
-        (root / "runs").mkdir()
-        shutil.copy(split_file, root / "runs" / split_file.name)  # the bundle reuses it instead of splitting by seed
-        for overlay in configs:  # the benchmark's own overlays
-            if (REPO / "benchmarks" / overlay).is_file():
-                shutil.copy(REPO / "benchmarks" / overlay, root / "configs")
-        if method in PEERS:  # equal MACs and as many pruning epochs as TaylorFO took
-            taylor_rows = history_rows(roots.get("taylorfo", work / "taylorfo"))
-            overrides = overrides + ["--peer#target_macs", str(taylor_rows[-1]["macs"]),
-                                     "--peer#steps", str(max(1, taylor_rows[-1]["steps"]))]
-        if starts_from is not None:
-            (root / "models").mkdir(exist_ok=True)
-            # the baseline run's own copy of its final weights: what prune_taylorfo.json starts from
-            start = roots.get(starts_from, work / starts_from) / "models" / "model_baseline.pt"
-            shutil.copy2(start, root / "models" / "model_baseline.pt")
-        # all runs share the demo data folder and the split file, so the phantoms and the split are identical
-        shared = ["--demo_dir", str(work / "data" / "demo"), *cli_overrides(args.all_set), *training]
-        train_s = run_bundle(root, configs, overrides + shared, work / f"{method}_train.log")
-        run_bundle(root, ["train.json", "evaluate.json"], shared, work / f"{method}_evaluate.log")
+        roots[method] = work / method
+        state = "reused" if args.measure_only else run_state(roots[method], rerun=args.rerun, method=method)
+        train_s = None if state == "reused" else train_method(method, plans[method], state, source, work,
+                                                                  split_file, shared)
         results[method] = {"train_s": train_s}
 
     meta = ConfigParser()

@@ -139,3 +139,51 @@ def test_seed_and_set_seed_together_are_refused_before_any_run(bench, tmp_path, 
         bench.main()
     assert "give one of them" in capsys.readouterr().err
     assert not (tmp_path / "split").exists()
+
+
+def test_run_state_reuses_finished_runs_continues_stopped_ones_and_starts_the_rest_or_the_rerun_ones(bench, tmp_path):
+    finished, stopped, copied = tmp_path / "baseline", tmp_path / "taylorfo", tmp_path / "sauron"
+    for root in (finished, stopped):
+        (root / "runs" / "checkpoints").mkdir(parents=True)
+        (root / "runs" / "checkpoints" / "checkpoint_epoch=3.pt").write_bytes(b"")
+    (finished / bench.DONE_FILE).write_text("{}")
+    copied.mkdir()  # copied, killed before its first epoch checkpoint
+    assert bench.run_state(finished, rerun=None, method="baseline") == "reused"
+    assert bench.run_state(stopped, rerun=None, method="taylorfo") == "stopped"
+    assert bench.run_state(copied, rerun=None, method="sauron") == "new"
+    assert bench.run_state(tmp_path / "tp_l1", rerun=None, method="tp_l1") == "new"
+    assert bench.run_state(finished, rerun=["baseline"], method="baseline") == "new"
+    assert bench.run_state(stopped, rerun=["baseline"], method="taylorfo") == "reused"
+
+
+def test_a_stopped_method_continues_in_its_folder_and_a_new_one_starts_from_a_fresh_copy(bench, tmp_path,
+                                                                                          monkeypatch):
+    source = tmp_path / "bundle"
+    (source / "configs").mkdir(parents=True)
+    (source / "configs" / "train.json").write_text("{}")
+    work = tmp_path / "work"
+    (work / "baseline" / "models").mkdir(parents=True)
+    (work / "baseline" / "models" / "model_baseline.pt").write_bytes(b"baseline weights")
+    split_file = work / "split" / "split.json"
+    split_file.parent.mkdir()
+    split_file.write_text("{}")
+    calls = []
+    monkeypatch.setattr(bench, "run_bundle", lambda root, configs, overrides, log, append=False:
+                        calls.append((root.name, configs, overrides, append)) or 1.5)
+    plan = (["train.json", "prune_taylorfo.json"], ["--num_epochs", "4"], "baseline")
+
+    stopped = work / "taylorfo"
+    (stopped / "runs" / "checkpoints").mkdir(parents=True)
+    (stopped / "runs" / "checkpoints" / "checkpoint_epoch=2.pt").write_bytes(b"epoch 2")
+    assert bench.train_method("taylorfo", plan, "stopped", source, work, split_file, ["--seed", "1"]) == 1.5
+    assert (stopped / "runs" / "checkpoints" / "checkpoint_epoch=2.pt").read_bytes() == b"epoch 2"  # not copied over
+    assert calls[0] == ("taylorfo", plan[0], ["--num_epochs", "4", "--seed", "1", "--resume", "true"], True)
+    assert calls[1][:2] == ("taylorfo", ["train.json", "evaluate.json"])
+    assert json.loads((stopped / bench.DONE_FILE).read_text()) == {"train_s": 1.5, "resumed": True}
+
+    calls.clear()
+    bench.train_method("taylorfo", plan, "new", source, work, split_file, ["--seed", "1"])
+    assert not (stopped / "runs" / "checkpoints").exists()  # started again from a fresh copy of the bundle
+    assert (stopped / "runs" / "split.json").is_file() and (stopped / "configs" / "train.json").is_file()
+    assert (stopped / "models" / "model_baseline.pt").read_bytes() == b"baseline weights"
+    assert calls[0][2][-2:] == ["--resume", "false"] and calls[0][3] is False
