@@ -15,8 +15,9 @@ from the resumed widths. ``importance="taylor"`` is Torch-Pruning's ``GroupTaylo
 benchmark ranks Taylor channels globally, as our TaylorFO does, and L1 channels per layer (every layer loses the same
 fraction, as in Li et al., "Pruning Filters for Efficient ConvNets"): filter L1 norms are not comparable across layers
 (they grow with a layer's fan-in, and behind an affine-free InstanceNorm a filter's scale does not change its output).
-The groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, so both methods choose
-from the same channels.
+The groups our channel engine cannot prune (the output heads) are Torch-Pruning's ignored layers, and no group is cut
+below our engine's floor (``min_channels``, 2 as in our handlers; Torch-Pruning's own floor is 1 channel), so both
+methods choose from the same channels.
 
 Around Torch-Pruning's surgery the handler does what our engine does after a cut, so that the two methods differ in
 their criterion and nothing else: the optimizer keeps its state for the channels kept (AdamW's moments and step
@@ -42,7 +43,8 @@ from monai_pruning.handlers.pruning_base import preserved_rng
 from monai_pruning.handlers.taylorfo_scoring import batch_norms_in_eval
 from monai_pruning.measure import count_macs
 
-__all__ = ["TorchPruningPeer", "prune_keeping_optimizer_state", "match_instance_norm_widths"]
+__all__ = ["FlooredImportance", "TorchPruningPeer", "leaves_at_least", "match_instance_norm_widths",
+           "prune_keeping_optimizer_state"]
 
 IMPORTANCES = ("taylor", "l1")
 _EXACT_POSITIONS = 2**24  # element positions carried through ``.grad`` must be exact in float32
@@ -119,6 +121,35 @@ def match_instance_norm_widths(network: torch.nn.Module, example: torch.Tensor) 
             hook.remove()
 
 
+class FlooredImportance:
+    """
+    A Torch-Pruning importance whose ``min_channels`` highest-scored channels of every group score +inf, so Torch-Pruning
+    ranks them last and takes channels elsewhere rather than cut a group below our engine's floor.
+    """
+
+    def __init__(self, importance: Callable[..., torch.Tensor | None], min_channels: int) -> None:
+        self.importance = importance
+        self.min_channels = int(min_channels)
+
+    def __call__(self, group: Any, **kwargs: Any) -> torch.Tensor | None:
+        scores = self.importance(group, **kwargs)
+        if scores is None:
+            return None
+        scores = scores.clone()
+        scores[torch.topk(scores, min(self.min_channels, scores.numel())).indices] = float("inf")
+        return scores
+
+
+def leaves_at_least(group: Any, graph: Any, min_channels: int) -> bool:
+    """Whether a Torch-Pruning group, once pruned, leaves every layer whose output channels it cuts ``min_channels``."""
+    for dep, indices in group:
+        if graph.is_out_channel_pruning_fn(dep.handler):
+            width = graph.get_out_channels(dep.target.module)
+            if width is not None and width - len(indices) < min_channels:
+                return False
+    return True
+
+
 class TorchPruningPeer:
     """
     Torch-Pruning's channel pruning of the trainer's network, spread over the first ``steps`` epochs.
@@ -130,6 +161,7 @@ class TorchPruningPeer:
         example_shape: input shape (batch included) of the bundle's training patches.
         score_batches: training batches whose loss gradients feed the Taylor importance (None: the whole loader).
         max_pruning_ratio: the largest fraction of any one layer's channels Torch-Pruning may remove.
+        min_channels: the fewest channels a group keeps (our handlers' ``min_channels``).
         granularity: Torch-Pruning's ``iterative_steps``: the pruning ratio grows by ``1 / granularity`` per call.
         global_pruning: rank channels across the whole network (True) or remove the same fraction of every layer.
 
@@ -147,6 +179,7 @@ class TorchPruningPeer:
         example_shape: Sequence[int],
         score_batches: int | None = None,
         max_pruning_ratio: float = 0.9,
+        min_channels: int = 2,
         granularity: int = 400,
         global_pruning: bool = True,
     ) -> None:
@@ -160,6 +193,9 @@ class TorchPruningPeer:
         self.example_shape = tuple(int(s) for s in example_shape)
         self.score_batches = score_batches
         self.max_pruning_ratio = float(max_pruning_ratio)
+        if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
+            raise ValueError(f"TorchPruningPeer: `min_channels` must be an int >= 1, got {min_channels!r}.")
+        self.min_channels = min_channels
         self.granularity = int(granularity)
         self.global_pruning = bool(global_pruning)
         self.pruner = None
@@ -195,7 +231,7 @@ class TorchPruningPeer:
         self.pruner = tp.pruner.MetaPruner(
             network,
             example,
-            importance=importance,
+            importance=FlooredImportance(importance, self.min_channels),
             global_pruning=self.global_pruning,
             pruning_ratio=1.0,
             max_pruning_ratio=self.max_pruning_ratio,
@@ -242,7 +278,8 @@ class TorchPruningPeer:
                 engine.logger.warning("TorchPruningPeer: Torch-Pruning's schedule is exhausted before the target.")
                 break
             for group in self.pruner.step(interactive=True):
-                prune_keeping_optimizer_state(network, group.prune, engine.optimizer)
+                if leaves_at_least(group, self.pruner.DG, self.min_channels):
+                    prune_keeping_optimizer_state(network, group.prune, engine.optimizer)
             match_instance_norm_widths(network, torch.zeros((1, *self.example_shape[1:]), device=device))
         network.zero_grad(set_to_none=True)
         engine.logger.info(

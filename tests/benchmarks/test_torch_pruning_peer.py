@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from torch_pruning_peer import TorchPruningPeer, prune_keeping_optimizer_state  # noqa: E402
 
-from monai_pruning.engine import PruningRecord  # noqa: E402
+from monai_pruning.engine import ChannelPruner, PruningRecord  # noqa: E402
 from monai_pruning.measure import count_macs  # noqa: E402
 
 SHAPE = (2, 1, 32, 32)
@@ -147,3 +147,35 @@ def test_the_peer_overlay_puts_the_peer_in_the_resume_checkpoint_and_nothing_of_
                                                    for name in ("finetune_dense.json", "prune_torch_pruning.json")])
     assert parser["pruning_state"] == {"peer": "@peer_handler"}
     assert "**@pruning_state" in parser["resume_objects"]
+
+
+def test_floored_importance_ranks_each_groups_strongest_channels_last():
+    from torch_pruning_peer import FlooredImportance
+
+    floored = FlooredImportance(lambda group: torch.tensor([3.0, 1.0, 2.0, 5.0]), min_channels=2)
+    assert floored(None).tolist() == [float("inf"), 1.0, 2.0, float("inf")]
+    assert FlooredImportance(lambda group: None, 2)(None) is None
+
+
+@pytest.mark.parametrize("importance, global_pruning", [("taylor", True), ("l1", False)])
+def test_the_peer_cuts_no_group_below_our_engines_floor_where_torch_pruning_alone_leaves_one_channel(
+    importance, global_pruning
+):
+    def widths_after(min_channels: int) -> list[int]:
+        net = _dynunet()
+        target = int(0.02 * count_macs(net, (1, *SHAPE[1:])))  # beyond what the floors allow: as far as they let it
+        peer = TorchPruningPeer(importance=importance, target_macs=target, steps=1, example_shape=SHAPE,
+                                global_pruning=global_pruning, max_pruning_ratio=1.0, min_channels=min_channels,
+                                granularity=50)
+        SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=_data(), network=net,
+                          optimizer=torch.optim.AdamW(net.parameters(), lr=1e-3),
+                          loss_function=DiceCELoss(to_onehot_y=True, softmax=True), train_handlers=[peer]).run()
+        return list(ChannelPruner(net, SHAPE).widths().values())
+
+    assert min(widths_after(1)) == 1  # Torch-Pruning's own floor
+    assert min(widths_after(2)) == 2
+
+
+def test_a_peer_floor_below_one_channel_is_refused():
+    with pytest.raises(ValueError, match="min_channels"):
+        TorchPruningPeer(importance="l1", target_macs=10, steps=1, example_shape=SHAPE, min_channels=0)
