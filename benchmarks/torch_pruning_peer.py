@@ -123,8 +123,8 @@ def match_instance_norm_widths(network: torch.nn.Module, example: torch.Tensor) 
 
 class FlooredImportance:
     """
-    A Torch-Pruning importance whose ``min_channels`` highest-scored channels of every group score +inf, so Torch-Pruning
-    ranks them last and takes channels elsewhere rather than cut a group below our engine's floor.
+    A Torch-Pruning importance whose ``min_channels`` highest-scored channels of every group score +inf, so
+    Torch-Pruning ranks them last and takes channels elsewhere rather than cut a group below our engine's floor.
     """
 
     def __init__(self, importance: Callable[..., torch.Tensor | None], min_channels: int) -> None:
