@@ -683,6 +683,17 @@ def write_comparisons(runs: dict[tuple[int, str], RunFolder], split: dict, args:
         print(f"feature map comparison: {page}")
 
 
+def add_dice_vs_reference(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
+                          plans: dict[str, Plan]) -> None:
+    """Each run's mean paired per-frame Dice difference against its same-seed reference, once every run is read."""
+    for row in rows:
+        seed, method = row["seed"], row["method"]
+        reference = plans[method].reference
+        if method != reference and (seed, reference) in scores:
+            _, differences = paired_differences(scores[(seed, method)], scores[(seed, reference)])
+            row["dice_vs_reference"] = float(differences.mean())
+
+
 def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split: dict,
            args: argparse.Namespace) -> dict:
     """Measure every finished run and compare each with its same-seed reference."""
@@ -704,12 +715,9 @@ def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split
             base_macs[seed] = row["macs"]
         row["macs_removed"] = 1.0 - row["macs"] / base_macs[seed] if seed in base_macs else None
         row["test_dice"] = float(np.mean(list(scores[(seed, method)].values())))
-        reference = plans[method].reference
-        if method != reference and (seed, reference) in scores:
-            _, differences = paired_differences(scores[(seed, method)], scores[(seed, reference)])
-            row["dice_vs_reference"] = float(differences.mean())
         rows.append(row)
         print(f"measured seed {seed} {method}: Dice {row['test_dice']:.4f}, MACs {row['macs'] / 1e6:.1f} M", flush=True)
+    add_dice_vs_reference(rows, scores, plans)
     result = {"test_frames": len(split["test"]), "resolution": list(roi), "deploy_resolution": list(DEPLOY_SIZE),
               "threads": args.threads, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
               "empty_frames": "Dice 1 when nothing is predicted, 0 for any predicted polyp (ignore_empty=false)",

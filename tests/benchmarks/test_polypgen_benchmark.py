@@ -363,3 +363,13 @@ def test_training_curves_read_every_started_run_of_the_seed_from_its_log_or_tens
     assert "| baseline (running) | 0.300 | 0.500 |" in table
     bench.plot_curves(0, curves, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_every_run_gets_its_paired_difference_whatever_the_order_its_reference_was_read_in(bench):
+    plans = bench.method_plans(2, 2)
+    scores = {(0, "baseline"): {"a": 0.5, "b": 0.7}, (0, "taylorfo"): {"a": 0.4, "b": 0.9},
+              (0, "baseline_long"): {"a": 0.6, "b": 0.6}}
+    rows = [{"seed": 0, "method": m} for m in ("baseline", "taylorfo", "baseline_long")]  # the reference read last
+    bench.add_dice_vs_reference(rows, scores, plans)
+    assert "dice_vs_reference" not in rows[0] and "dice_vs_reference" not in rows[2]
+    assert rows[1]["dice_vs_reference"] == pytest.approx(((0.4 - 0.6) + (0.9 - 0.6)) / 2)
