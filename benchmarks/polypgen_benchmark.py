@@ -41,7 +41,7 @@ against a dense network of equal MACs (uniformly narrower widths), and the mean 
 against the same-seed reference with a 95% bootstrap interval over seeds and frames. A run's ``fps_352``,
 ``latency_s`` and ``latency_352_s`` are in its fastest runtime at 352x352 (``runtime``), and so is
 ``pruned_over_dense_352``; ``runtimes`` holds every runtime and size. It also reads how each run of the first seed
-trained from its log (MACs left per epoch, validation Dice; running runs too): ``training_curves`` in the JSON, a
+trained from its log (MACs left per epoch, validation Dice; unfinished runs too): ``training_curves`` in the JSON, a
 table in the ``.md`` and ``benchmark_polypgen_curves.png``, so a peer or control that degrades, or collapses, shows
 where. It writes ``benchmark_polypgen.json``, ``.md``, ``.png`` and ``_curves.png`` to ``--work`` (and to the
 bundle's ``docs/`` with ``--docs``).
@@ -570,7 +570,7 @@ def tensorboard_validation(folder: Path, tag: str = "val_mean_dice") -> list[lis
 
 def training_curves(runs: dict[tuple[int, str], RunFolder], seed: int) -> dict[str, dict]:
     """
-    How each run of ``seed`` trained, running runs included, from the progress lines of its log: ``{method:
+    How each run of ``seed`` trained, unfinished runs included, from the progress lines of its log: ``{method:
     {"done", "starts_from", "epochs": [...], "macs_left": [fraction of the unpruned MACs per epoch], "validation":
     [[epoch, Dice], ...]}}``. A run whose log has no progress lines (one trained before the bundle logged them, such
     as seed 0's baseline) gives its validation Dice from its TensorBoard files and no MACs.
@@ -593,7 +593,7 @@ def training_curves(runs: dict[tuple[int, str], RunFolder], seed: int) -> dict[s
 
 
 def curves_markdown(seed: int, curves: dict[str, dict]) -> list[str]:
-    """Validation Dice of each run at the epochs of :data:`CURVE_EPOCHS`, with the MACs left then."""
+    """Validation Dice of each run at the epochs of :data:`CURVE_EPOCHS`, with the MACs left then (runs validated)."""
     columns = [e for e in CURVE_EPOCHS if any(e in dict(c["validation"]) for c in curves.values())]
     rows = []
     for method, curve in curves.items():
@@ -601,7 +601,8 @@ def curves_markdown(seed: int, curves: dict[str, dict]) -> list[str]:
         cells = [(f"{dice[e]:.3f}" + (f" ({100 * macs[e]:.0f}%)" if macs.get(e) is not None else "")) if e in dice
                  else "" for e in columns]
         start = f", from {curve['starts_from']}" if curve["starts_from"] else ""
-        rows.append([f"{method}{start}{'' if curve['done'] else ' (running)'}", *cells])
+        if any(cells):
+            rows.append([f"{method}{start}{'' if curve['done'] else ' (unfinished)'}", *cells])
     return [f"Validation Dice during training, seed {seed} (in brackets: MACs left, % of the unpruned network; runs "
             "from the baseline count their epochs from its end):", "",
             *markdown_table(["run", *(str(e) for e in columns)], rows)]
@@ -621,7 +622,7 @@ def plot_curves(seed: int, curves: dict[str, dict], path: Path) -> None:
         macs_axis, dice_axis = axes[0][column], axes[1][column]
         for method in methods:
             curve = curves[method]
-            label = method if curve["done"] else f"{method} (running)"
+            label = method if curve["done"] else f"{method} (unfinished)"
             line, = dice_axis.plot(*zip(*curve["validation"]), marker=".", label=label) if curve["validation"] \
                 else dice_axis.plot([], [], label=label)
             if curve["epochs"]:

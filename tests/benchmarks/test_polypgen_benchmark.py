@@ -338,7 +338,7 @@ def test_training_curves_read_every_started_run_of_the_seed_from_its_log_or_tens
     _progress_log(runs[(0, "taylorfo")].log, [(5, 0.60, 5, 0.80), (6, 0.60, 5, 0.70), (6, 0.60, 5, 0.75),
                                               (10, 0.62, 10, 0.25)])
     (runs[(0, "taylorfo")].root / "done.json").write_text("{}")
-    _progress_log(runs[(0, "tp_l1")].log, [(5, 0.55, 5, 0.90)])  # still running
+    _progress_log(runs[(0, "tp_l1")].log, [(5, 0.55, 5, 0.90)])  # not finished
     _progress_log(runs[(1, "taylorfo")].log, [(5, 0.10, 5, 0.10)])  # another seed
     writer = SummaryWriter(str(runs[(0, "baseline")].root / "runs"))  # a log without progress lines
     for epoch, dice in ((5, 0.3), (10, 0.5)):
@@ -359,8 +359,10 @@ def test_training_curves_read_every_started_run_of_the_seed_from_its_log_or_tens
     table = "\n".join(bench.curves_markdown(0, curves))
     assert "| run | 5 | 10 |" in table
     assert "| taylorfo, from baseline | 0.600 (80%) | 0.620 (25%) |" in table
-    assert "| tp_l1, from baseline (running) | 0.550 (90%) |  |" in table
-    assert "| baseline (running) | 0.300 | 0.500 |" in table
+    assert "| tp_l1, from baseline (unfinished) | 0.550 (90%) |  |" in table
+    assert "| baseline (unfinished) | 0.300 | 0.500 |" in table
+    curves["random"] = {"done": False, "starts_from": "baseline", "epochs": [1], "macs_left": [0.95], "validation": []}
+    assert "random" not in "\n".join(bench.curves_markdown(0, curves))  # nothing validated yet: no row
     bench.plot_curves(0, curves, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
 
