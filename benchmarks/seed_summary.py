@@ -6,7 +6,9 @@ Per method, over the folders that hold it: the seeds, the mean fraction of the b
 test Dice (per case: the mean over classes of ``<work>/<method>/eval/case_metrics.csv``), and "Dice vs reference":
 the per-case Dice difference against the same-seed reference (Sauron and baseline_ft: the baseline; TaylorFO and the
 Torch-Pruning peers, which start from the baseline: baseline_ft, trained as long), averaged over cases and seeds,
-with a 95% crossed bootstrap interval over seeds and cases (``monai_pruning.report.paired_dice``). Writes
+with a 95% crossed bootstrap interval over seeds and cases (``monai_pruning.report.paired_dice``); and TaylorFO
+against each Torch-Pruning peer, case by case on the seeds where both ran (TaylorFO minus the peer, with the same
+interval), for "at or above every peer" and where the intervals overlap. Writes
 ``seed_summary.json`` and ``seed_summary.md`` to ``--out``; the table says whether the cases are synthetic phantoms.
 Every folder must hold ``results.json`` (the benchmark's measurement), ``split/split.json`` and the same test cases.
 """
@@ -33,6 +35,8 @@ from pruning_benchmark import REFERENCES as PRUNED_REFERENCES  # noqa: E402
 # each method's same-seed reference: the dense model trained as long from the same start (the pruned methods' as
 # pruning_benchmark.py tables them; the baseline fine-tuned without pruning is compared with the baseline)
 REFERENCES = {"baseline": "baseline", "baseline_ft": "baseline", **PRUNED_REFERENCES}
+# the peers each pruning method is compared with at equal MACs (pruning_benchmark.py drives them to TaylorFO's MACs)
+PEER_COMPARISONS = {"taylorfo": ("tp_taylor", "tp_l1")}
 
 
 class SummaryError(ValueError):
@@ -61,6 +65,17 @@ def read_work(work: Path) -> dict[str, Any]:
     return {"work": work, "results": results, "scores": scores, "test": sorted(split["test"]),
             "seed": json.loads(record.read_text())["seed"] if record.is_file() else None,
             "synthetic": is_phantom_dataset(Path(split["dataset_dir"]))}
+
+
+def _interval(differences: np.ndarray, resamples: int) -> dict[str, Any]:
+    interval = crossed_bootstrap(differences, resamples=resamples)
+    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "confidence": interval.confidence,
+            "seeds": interval.seeds, "cases": interval.cases, "excludes_zero": interval.excludes_zero()}
+
+
+def _paired(runs: list[dict[str, Any]], method: str, other: str) -> np.ndarray:
+    """``method``'s per-case Dice minus ``other``'s, one row per run (seed), cases paired by name."""
+    return np.stack([paired_differences(run["scores"][method], run["scores"][other])[1] for run in runs])
 
 
 def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
@@ -93,15 +108,18 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
         }
         paired = [run for _, run in mine if reference in run["scores"]]
         if method != reference and paired:
-            differences = np.stack([paired_differences(run["scores"][method], run["scores"][reference])[1]
-                                    for run in paired])
-            interval = crossed_bootstrap(differences, resamples=resamples)
-            entry["dice_vs_reference"] = {"mean": interval.mean, "low": interval.low, "high": interval.high,
-                                          "confidence": interval.confidence, "seeds": interval.seeds,
-                                          "cases": interval.cases, "excludes_zero": interval.excludes_zero()}
+            entry["dice_vs_reference"] = _interval(_paired(paired, method, reference), resamples)
         summary[method] = entry
+    versus_peers = []
+    for method, peers in PEER_COMPARISONS.items():
+        for peer in peers:
+            both = [(label, run) for label, run in zip(labels, runs) if {method, peer} <= set(run["scores"])]
+            if both:
+                versus_peers.append({"method": method, "peer": peer,
+                                     **_interval(_paired([run for _, run in both], method, peer), resamples),
+                                     "seeds": [label for label, _ in both]})
     return {"synthetic": all(run["synthetic"] for run in runs), "test_cases": len(first["test"]),
-            "works": [str(run["work"]) for run in runs], "summary": summary}
+            "works": [str(run["work"]) for run in runs], "summary": summary, "versus_peers": versus_peers}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -119,6 +137,13 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"{data}; {result['test_cases']} test cases, the same in every seed; Dice vs reference: mean paired "
              "per-case Dice difference against the same-seed reference, 95% bootstrap interval over seeds and cases.",
              "", *markdown_table(header, rows)]
+    if result.get("versus_peers"):
+        lines += ["", "Each method against its peers (mean paired per-case Dice difference, method - peer, 95% "
+                  "bootstrap interval over seeds and cases):", "",
+                  *markdown_table(["method", "peer", "seeds", "Dice difference [95% CI]", "interval excludes 0"],
+                                  [[v["method"], v["peer"], str(len(v["seeds"])),
+                                    interval_cell(v["mean"], v["low"], v["high"]),
+                                    "yes" if v["excludes_zero"] else "no"] for v in result["versus_peers"]])]
     return "\n".join(lines) + "\n"
 
 

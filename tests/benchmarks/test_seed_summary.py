@@ -120,3 +120,21 @@ def test_two_folders_of_the_same_training_seed_are_refused(summary, tmp_path):
     second = _work(tmp_path / "b", 0, {"baseline": _baseline(0)}, {"baseline": 100.0})
     with pytest.raises(summary.SummaryError, match="training seed 0 appears in more than one folder"):
         summary.summarise([first, second])
+
+
+def test_taylorfo_is_compared_case_by_case_with_each_peer_on_the_seeds_where_both_ran(summary, tmp_path):
+    works = []
+    for seed in range(3):
+        base = _baseline(seed)
+        methods = {"baseline": base, "taylorfo": {c: v - 0.01 for c, v in base.items()}}
+        macs = {"baseline": 100.0, "taylorfo": 25.0}
+        if seed < 2:  # the L1 peer ran on two seeds only
+            methods["tp_l1"] = {c: v - 0.05 for c, v in base.items()}
+            macs["tp_l1"] = 24.0
+        works.append(_work(tmp_path, seed, methods, macs))
+    result = summary.summarise(works, resamples=200)
+    assert len(result["versus_peers"]) == 1  # no tp_taylor in any folder
+    versus = result["versus_peers"][0]
+    assert (versus["method"], versus["peer"], versus["seeds"]) == ("taylorfo", "tp_l1", ["0", "1"])
+    assert versus["mean"] == pytest.approx(0.04) and versus["excludes_zero"] and versus["cases"] == len(CASES)
+    assert "| taylorfo | tp_l1 | 2 | +0.0400 [+0.0400, +0.0400] | yes |" in summary.markdown(result)
