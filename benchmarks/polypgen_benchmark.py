@@ -33,6 +33,10 @@ Methods per seed (E = ``--epochs``, F = ``--finetune_epochs``), each with its sa
   reference ``baseline_long``.
 - ``tp_taylor`` / ``tp_l1`` (peers): Torch-Pruning's Taylor and L1 from the baseline to TaylorFO's final MACs over as
   many epochs as TaylorFO pruned, then fine-tuned to F epochs (``benchmarks/prune_torch_pruning.json``).
+- ``weight_taylor``: Torch-Pruning's Taylor criterion (|weight x gradient| of the training loss, GroupTaylor's
+  defaults) on our engine, with TaylorFO's schedule from the baseline for F epochs to TaylorFO's final MACs and no
+  metric check, as ``random`` (``TaylorFOPruning(criterion="weight_gradient")``): the comparison of that peer's
+  criterion where Torch-Pruning's own pipeline does not train; reference ``baseline_long``.
 
 ``--report`` then measures every finished run: test Dice per frame (``evaluate.json``), MACs and parameters at the
 training size, CPU latency at batch 1 (``--threads`` threads) at the training size and at 352x352 in every runtime of
@@ -140,13 +144,18 @@ class Plan:
     architecture_of: str | None = None  # a pruned run whose architecture this run trains from scratch
     macs_of: str | None = None  # a pruned run whose final MACs (and, for a peer, pruning epochs) this run matches
     overrides: tuple[str, ...] = ()
-    peer: bool = False
+    peer: bool = False  # a peer's method: Torch-Pruning's pruner, or its criterion on our engine
     extra: bool = False  # a labelled variant run only when --methods names it, not by default
     recipe: tuple[str, ...] = ()  # overlays on train.json in every run of the benchmark, evaluation included
 
     @property
     def evaluation_configs(self) -> tuple[str, ...]:
         return ("train.json", *self.recipe, "evaluate.json")
+
+    @property
+    def torch_pruning(self) -> bool:
+        """Whether Torch-Pruning's own pruner runs (its MACs target and steps), not our TaylorFO handler."""
+        return "prune_torch_pruning.json" in self.configs
 
     @property
     def needs(self) -> tuple[str, ...]:
@@ -180,6 +189,9 @@ def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()
              overrides=("--peer#importance", "taylor", "--peer#global_pruning", "True"), peer=True),
         Plan("tp_l1", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--peer#importance", "l1", "--peer#global_pruning", "False"), peer=True),
+        Plan("weight_taylor", finetune, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
+             overrides=("--taylorfo#criterion", "weight_gradient", "--taylorfo#macs_normalize", "False",
+                        "--taylorfo#tolerance", "$None"), peer=True),
         Plan("sauron_regularised", train + ("prune_sauron.json",), epochs, "baseline",
              overrides=SAURON_SCHEDULE_REGULARISED, extra=True),
     ]
@@ -268,7 +280,7 @@ class RunFolder:
             values += ["--architecture_checkpoint", str(runs[self.plan.architecture_of].model)]
         if self.plan.macs_of is not None:
             rows = history_rows(runs[self.plan.macs_of].root)
-            if self.plan.peer:
+            if self.plan.torch_pruning:
                 pruning_epochs = sum(1 for row in rows if row.get("phase") == "pruning")
                 values += ["--peer#target_macs", str(rows[-1]["macs"]), "--peer#steps", str(max(1, pruning_epochs))]
             else:  # our handler from the same start: the same fraction of the starting MACs
@@ -454,7 +466,7 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
 #: its scratch control trains its final architecture from scratch, the others prune to its final MACs.
 CONTROLS = {
     "sauron_scheduled": ("scratch_sauron",),
-    "taylorfo": ("scratch_taylorfo", "random", "tp_taylor", "tp_l1"),
+    "taylorfo": ("scratch_taylorfo", "random", "tp_taylor", "tp_l1", "weight_taylor"),
 }
 
 

@@ -13,7 +13,8 @@ train the baseline for ``--epochs``; train with ``prune_sauron.json`` for the sa
 scratch; fine-tune the baseline with ``prune_taylorfo.json``, and without pruning (``baseline_ft``, the same schedule:
 ``benchmarks/finetune_dense.json``); then Torch-Pruning's Taylor (weight x gradient) and L1
 pruning of the same baseline with the same schedule, pruned to TaylorFO's final MACs over as many epochs as TaylorFO
-took (``benchmarks/prune_torch_pruning.json``); evaluate each final ``models/model.pt`` on
+took (``benchmarks/prune_torch_pruning.json``), and Torch-Pruning's Taylor criterion on our engine (``weight_taylor``:
+TaylorFO's handler and schedule ranking by |weight x gradient|, to TaylorFO's final MACs, no metric stop); evaluate each final ``models/model.pt`` on
 the held-out split.  Then, per model: parameters, MACs (batch 1 at the bundle's ``roi_size``), median CPU latency
 (batch 1, ``--threads`` threads), checkpoint size on disk, peak inference memory, mean test Dice; and the latency of
 a dense network of the same architecture whose widths are scaled uniformly to the pruned MACs; for the baseline, the
@@ -88,6 +89,10 @@ from monai_pruning.report.comparison import (  # noqa: E402
 
 # Torch-Pruning peers: importance and ranking (see benchmarks/torch_pruning_peer.py for why L1 ranks per layer)
 PEERS = {"tp_taylor": ("taylor", True), "tp_l1": ("l1", False)}
+#: Torch-Pruning's Taylor criterion (|weight x gradient|, GroupTaylor's defaults) on our engine, with TaylorFO's
+#: schedule to TaylorFO's final MACs and no metric stop: the issue's fallback where that peer does not train.
+CRITERION_PEERS = {"weight_taylor": ("--taylorfo#criterion", "weight_gradient", "--taylorfo#macs_normalize", "False",
+                                     "--taylorfo#tolerance", "$None")}
 
 
 DONE_FILE = "done.json"  # written into a method's folder once it is trained and evaluated
@@ -157,6 +162,9 @@ def train_method(method: str, plan: tuple[list[str], list[str], str | None], sta
         taylor_rows = history_rows(work / "taylorfo")
         overrides = overrides + ["--peer#target_macs", str(taylor_rows[-1]["macs"]),
                                  "--peer#steps", str(max(1, taylor_rows[-1]["steps"]))]
+    if method in CRITERION_PEERS:  # our handler from the same start: the same fraction of the starting MACs
+        taylor_rows = history_rows(work / "taylorfo")
+        overrides = overrides + ["--taylorfo#target_macs_reduction", repr(1.0 - float(taylor_rows[-1]["macs_ratio"]))]
     resume = ["--resume", "true" if state == "stopped" else "false"]
     train_s = run_bundle(root, configs, overrides + shared + resume, work / f"{method}_train.log",
                          append=state == "stopped")
@@ -344,10 +352,12 @@ def history_rows(root: Path) -> list[dict[str, Any]]:
 
 
 LABELS = {"baseline": "baseline", "sauron": "Sauron", "taylorfo": "TaylorFO", "baseline_ft": "baseline_ft (unpruned)",
-          "tp_taylor": "Torch-Pruning Taylor", "tp_l1": "Torch-Pruning L1"}
+          "tp_taylor": "Torch-Pruning Taylor", "tp_l1": "Torch-Pruning L1",
+          "weight_taylor": "|weight x gradient| (Torch-Pruning's Taylor criterion, our engine)"}
 # The unpruned network trained as long as each method in all: the runs that fine-tune the baseline are compared with
 # its fine-tuning without pruning; Sauron trains from scratch as long as the baseline.
-REFERENCES = {"sauron": "baseline", "taylorfo": "baseline_ft", "tp_taylor": "baseline_ft", "tp_l1": "baseline_ft"}
+REFERENCES = {"sauron": "baseline", "taylorfo": "baseline_ft", "tp_taylor": "baseline_ft", "tp_l1": "baseline_ft",
+              "weight_taylor": "baseline_ft"}
 
 
 def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -426,6 +436,17 @@ def cli_overrides(items: list[str]) -> list[str]:
     return [part for item in items for part in ("--" + item).split("=", 1)]
 
 
+def criterion_peer_overrides(method: str, taylorfo_set: list[str]) -> list[str]:
+    """
+    The bundle overrides of a :data:`CRITERION_PEERS` run: TaylorFO's ``--taylorfo_set`` settings (its schedule), but
+    the criterion's own ranking and stop, which win over any ``--taylorfo_set`` of the same id.
+    """
+    forced = CRITERION_PEERS[method]
+    ids = set(forced[::2])
+    kept = [item for item in taylorfo_set if "--" + item.split("=", 1)[0] not in ids]
+    return cli_overrides(kept) + list(forced)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", help="bundle folder name under bundles/")
@@ -437,7 +458,8 @@ def main() -> None:
                         help="timed passes per latency (the per-runtime table: split over --rounds rounds)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of the per-runtime latency (every model, runtime and size in turn)")
-    parser.add_argument("--methods", nargs="+", default=["baseline", "sauron", "taylorfo", "baseline_ft", *PEERS])
+    parser.add_argument("--methods", nargs="+",
+                        default=["baseline", "sauron", "taylorfo", "baseline_ft", *PEERS, *CRITERION_PEERS])
     parser.add_argument("--seed", type=int, default=None,
                         help="training seed of every run (default: the bundle's); the data split stays that of the "
                              "bundle's seed, so runs with different --seed share their test cases")
@@ -505,6 +527,9 @@ def main() -> None:
         plans[peer] = (["train.json", "prune_taylorfo.json", "finetune_dense.json", "prune_torch_pruning.json"],
                        finetune + ["--peer#importance", importance, "--peer#global_pruning", str(global_pruning)],
                        "baseline")
+    for method in CRITERION_PEERS:
+        plans[method] = (["train.json", "prune_taylorfo.json"],
+                         finetune + criterion_peer_overrides(method, args.taylorfo_set), "baseline")
     results: dict[str, dict[str, Any]] = {}
     roots: dict[str, Path] = {}
     training = (["--seed", str(args.seed)] if args.seed is not None else [])

@@ -36,7 +36,7 @@ from pruning_benchmark import REFERENCES as PRUNED_REFERENCES  # noqa: E402
 # pruning_benchmark.py tables them; the baseline fine-tuned without pruning is compared with the baseline)
 REFERENCES = {"baseline": "baseline", "baseline_ft": "baseline", **PRUNED_REFERENCES}
 # the peers each pruning method is compared with at equal MACs (pruning_benchmark.py drives them to TaylorFO's MACs)
-PEER_COMPARISONS = {"taylorfo": ("tp_taylor", "tp_l1")}
+PEER_COMPARISONS = {"taylorfo": ("tp_taylor", "tp_l1", "weight_taylor")}
 
 
 class SummaryError(ValueError):

@@ -3,7 +3,8 @@ Pure maths of the pruning methods: no engines, no hooks, no networks.
 
 ``sauron`` holds the Sauron distances (delta_opt, delta_prune) and its threshold schedule; ``taylor`` holds the
 TaylorFO importance scores and the global selection of channels to remove; ``channel_cost`` holds what one channel of
-each group costs in MACs, to rank by importance per MAC.
+each group costs in MACs, to rank by importance per MAC; ``weight_gradient`` holds the |weight x gradient| importance
+of Torch-Pruning's GroupTaylor on our channel graph (the benchmark's fallback peer criterion).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .taylor import (
     select_global_lowest,
     taylor_channel_contributions,
 )
+from .weight_gradient import weight_gradient_importance
 
 __all__ = [
     "cost_normalize",
@@ -58,5 +60,6 @@ __all__ = [
     "normalize_output_gradients",
     "reduce_contributions",
     "select_global_lowest",
+    "weight_gradient_importance",
     "taylor_channel_contributions",
 ]

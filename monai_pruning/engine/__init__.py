@@ -17,7 +17,7 @@ from monai_pruning.engine.record import (
     module_widths,
     resize_to_widths,
 )
-from monai_pruning.engine.surgery import ParameterSlice, remove_positions
+from monai_pruning.engine.surgery import ParameterSlice, channel_dims, remove_positions
 
 __all__ = [
     "ChannelGraph",
@@ -30,6 +30,7 @@ __all__ = [
     "PruningRecordError",
     "TraceError",
     "UnprunableChannelsWarning",
+    "channel_dims",
     "follow_parameter_slices",
     "load_pruned_network",
     "module_widths",

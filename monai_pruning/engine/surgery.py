@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ParameterSlice", "remove_positions"]
+__all__ = ["ParameterSlice", "channel_dims", "remove_positions"]
 
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -38,8 +38,11 @@ def _kept(size: int, removed: Sequence[int], device: torch.device) -> torch.Tens
     return torch.tensor([i for i in range(size) if i not in drop], dtype=torch.long, device=device)
 
 
-def _dims_for(module: nn.Module, role: str) -> tuple[dict[str, int], str | None]:
-    """Which dimension of which tensor a role cuts, and the attribute holding the width."""
+def channel_dims(module: nn.Module, role: str) -> tuple[dict[str, int], str | None]:
+    """
+    Which dimension of which tensor of ``module`` a channel slot of ``role`` (see ``ChannelSlot``) indexes, and the
+    attribute holding the width: ``({"weight": 0, "bias": 0}, "out_channels")`` for a convolution's output channels.
+    """
     if isinstance(module, _CONV_T):
         if role == "out":
             return {"weight": 1, "bias": 0}, "out_channels"
@@ -69,7 +72,7 @@ def remove_positions(module: nn.Module, removals: dict[str, Sequence[int]]) -> l
     cuts: dict[str, list[tuple[int, torch.Tensor]]] = {}
     widths: dict[str, int] = {}
     for role, positions in removals.items():
-        dims, width_attr = _dims_for(module, role)
+        dims, width_attr = channel_dims(module, role)
         for tensor_name, dim in dims.items():
             tensor = getattr(module, tensor_name, None)
             if tensor is None:

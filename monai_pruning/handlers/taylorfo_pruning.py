@@ -12,10 +12,11 @@ the last state validation accepted (undoing every cut made since).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,9 +28,11 @@ from monai_pruning.criteria import (
     cost_normalize,
     fraction_to_count,
     select_global_lowest,
+    weight_gradient_importance,
 )
 from monai_pruning.criteria.taylor import random_channel_scores
-from monai_pruning.distributed import is_distributed, unwrap_network
+from monai_pruning.criteria.weight_gradient import WEIGHTED_MODULES
+from monai_pruning.distributed import is_distributed, sum_over_ranks, unwrap_network
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import curve_from_scores
@@ -42,7 +45,7 @@ from monai_pruning.handlers.pruning_base import (
     preserved_rng,
     set_generator_state,
 )
-from monai_pruning.handlers.taylorfo_scoring import GRADIENT_SOURCES, score_channels
+from monai_pruning.handlers.taylorfo_scoring import GRADIENT_SOURCES, score_channels, summed_weight_gradients
 from monai_pruning.report.history import cut_score_summary
 from monai_pruning.report.plots import plot_cut_scores
 
@@ -56,7 +59,7 @@ else:
 
 __all__ = ["CRITERIA", "TaylorFOPruning"]
 
-CRITERIA = ("taylor", "random")
+CRITERIA = ("taylor", "random", "weight_gradient")
 PRUNING, FINETUNE = "pruning", "finetune"
 CUT_SCORES_PNG = "cut_scores.png"
 
@@ -113,11 +116,16 @@ class TaylorFOPruning(PruningHandlerBase):
             the handler's ``seed`` (:func:`~monai_pruning.criteria.taylor.random_channel_scores`), with no scoring
             passes: the random-pruning control, with everything else (schedule, floors, targets, validation checks)
             as for TaylorFO. It ranks channels, not channels per MAC, so it refuses ``macs_normalize``.
+            ``"weight_gradient"`` ranks by ``|weight x gradient|`` of the training loss summed over the scoring batches
+            (Torch-Pruning's GroupTaylor with its defaults, on our engine:
+            :func:`~monai_pruning.criteria.weight_gradient_importance`), the benchmark's stand-in for that peer;
+            ``reduction``, ``gradient``, ``normalize_gradient`` and ``layerwise_normalize`` do not apply to it.
         reduction: ``"abs"``, ``"sq"`` or ``"signed"``.
         gradient: ``"loss"`` or ``"random"`` (label-free).
         scoring_loss: ``loss(pred, target)`` whose gradient the scoring passes backpropagate (``gradient="loss"``);
             None: the trainer's loss applied to each sample on its own and summed
-            (:class:`~monai_pruning.criteria.PerSampleLoss`). The per-sample normalisation weighs the samples equally
+            (:class:`~monai_pruning.criteria.PerSampleLoss`); for ``criterion="weight_gradient"``, the trainer's loss
+            as it is (the gradient of a training step's loss, as Torch-Pruning reads it). The per-sample normalisation weighs the samples equally
             only when no sample's gradient depends on the others; a loss that pools the batch (``DiceCELoss`` with
             ``batch=True``) would make the scores depend on how the scoring batches are cut.
         normalize_gradient: per-sample unit-norm output gradient ("gradient-normalised backpropagation").
@@ -522,10 +530,11 @@ class TaylorFOPruning(PruningHandlerBase):
             self._stop("target")
         return removed
 
-    def score(self, engine: Engine) -> dict[str, torch.Tensor]:
+    @contextlib.contextmanager
+    def _scoring_batches(self, engine: Engine) -> Iterator[Iterator[Any]]:
         """
-        TaylorFO scores of the current network on ``score_batches`` batches of the trainer's data loader, leaving its
-        random streams as they were.
+        ``score_batches`` prepared batches of the trainer's data loader; the training data stream (shuffle order,
+        augmentations) and the random streams continue after the block as if it had not run.
         """
         loader = engine.state.dataloader
         if loader is None:
@@ -535,31 +544,73 @@ class TaylorFOPruning(PruningHandlerBase):
                 "TaylorFOPruning: iteration-level scoring cannot open a second pass over a DataLoader with "
                 "persistent_workers=True; use epoch_level=True or persistent_workers=False."
             )
-        network = self.pruner.network  # not a DistributedDataParallel wrapper: these passes must not sync gradients
-        loss = None
-        if self.gradient == "loss":
-            loss = self.scoring_loss if self.scoring_loss is not None else PerSampleLoss(engine.loss_function)
-        # the training data stream (shuffle order, augmentations) continues as if these passes had not happened
-        with preserved_rng(network, data=loader):
+        with preserved_rng(self.pruner.network, data=loader):
             batches = itertools.islice(loader, self.score_batches) if self.score_batches else loader
-            prepared = (
+            yield (
                 engine.prepare_batch(batch, engine.state.device, engine.non_blocking, **engine.to_kwargs)
                 for batch in batches
             )
+
+    def _forward(self, engine: Engine) -> Callable[..., Any]:
+        """The trainer's inferer on the network inside any DDP wrapper: scoring passes never sync gradients."""
+        network = self.pruner.network
+        return lambda inputs, *args, **kwargs: engine.inferer(inputs, network, *args, **kwargs)
+
+    @staticmethod
+    def _autocast(engine: Engine) -> dict[str, Any] | None:
+        return (getattr(engine, "amp_kwargs", None) or {}) if getattr(engine, "amp", False) else None
+
+    def score(self, engine: Engine) -> dict[str, torch.Tensor]:
+        """
+        Importance of every channel of the current network on ``score_batches`` batches of the trainer's data loader,
+        by ``criterion`` (``"taylor"`` or ``"weight_gradient"``), leaving its random streams as they were.
+        """
+        if self.criterion == "weight_gradient":
+            return self._weight_gradient_scores(engine)
+        loss = None
+        if self.gradient == "loss":
+            loss = self.scoring_loss if self.scoring_loss is not None else PerSampleLoss(engine.loss_function)
+        with self._scoring_batches(engine) as prepared:
             return score_channels(
-                network,
+                self.pruner.network,
                 self.taps,
                 prepared,
                 loss_function=loss,
-                forward=lambda inputs, *args, **kwargs: engine.inferer(inputs, network, *args, **kwargs),
+                forward=self._forward(engine),
                 reduction=self.reduction,
                 gradient=self.gradient,
                 normalize_gradient=self.normalize_gradient,
                 layerwise_normalize=self.layerwise_normalize,
                 generator=self.generator,
-                autocast=(getattr(engine, "amp_kwargs", None) or {}) if getattr(engine, "amp", False) else None,
+                autocast=self._autocast(engine),
                 merge=self.sum_accumulators,
             )
+
+    def _weight_gradient_scores(self, engine: Engine) -> dict[str, torch.Tensor]:
+        """
+        |weight x gradient| importance (Torch-Pruning's GroupTaylor defaults): gradients of the training loss as it
+        is (or ``scoring_loss``) summed over the scoring batches and over the ranks, then ranked per group channel.
+        """
+        network = self.pruner.network
+        graph = self.pruner.graph
+        modules = dict(network.named_modules())
+        weighted = sorted({
+            slot.module for slot in graph.slots
+            if isinstance(modules[slot.module], WEIGHTED_MODULES) and getattr(modules[slot.module], "weight", None)
+            is not None
+        })
+        loss = self.scoring_loss if self.scoring_loss is not None else engine.loss_function
+        with self._scoring_batches(engine) as prepared:
+            gradients = summed_weight_gradients(
+                network, weighted, prepared, loss, forward=self._forward(engine), autocast=self._autocast(engine)
+            )
+        if is_distributed():  # one collective for all weights: the sums over every rank's batches
+            flat = sum_over_ranks(torch.cat([g.detach().double().cpu().flatten() for g in gradients.values()]))
+            sizes = [g.numel() for g in gradients.values()]
+            gradients = {
+                name: part.view_as(grad) for (name, grad), part in zip(gradients.items(), flat.split(sizes))
+            }
+        return weight_gradient_importance(graph, modules, gradients, groups=self.pruner.prunable_groups)
 
     def _one_shot(self, scores: Mapping[str, torch.Tensor]) -> None:
         self.one_shot_done = True

@@ -29,7 +29,7 @@ from monai_pruning.criteria import (
 )
 from monai_pruning.handlers.feature_taps import FeatureTaps
 
-__all__ = ["GRADIENT_SOURCES", "batch_norms_in_eval", "score_channels"]
+__all__ = ["GRADIENT_SOURCES", "batch_norms_in_eval", "score_channels", "summed_weight_gradients"]
 
 GRADIENT_SOURCES = ("loss", "random")
 
@@ -65,6 +65,77 @@ def _unpack(batch: Any) -> tuple[torch.Tensor, Any, tuple, dict]:
     if isinstance(batch, (list, tuple)) and len(batch) == 4:
         return batch[0], batch[1], tuple(batch[2]), dict(batch[3])
     raise TypeError("score_channels: each prepared batch must be (inputs, targets) or (inputs, targets, args, kwargs).")
+
+
+def _forward_and_loss(
+    run: Callable[..., Any],
+    batch: Any,
+    loss_function: Callable[..., torch.Tensor] | None,
+    autocast: Mapping[str, Any] | None,
+) -> tuple[Any, torch.Tensor | None]:
+    """One forward pass (under CUDA autocast when asked, as ``SupervisedTrainer(amp=True)``) and its mean loss."""
+    inputs, targets, args, kwargs = _unpack(batch)
+    context = (
+        torch.autocast("cuda", **dict(autocast))
+        if autocast is not None and inputs.device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    with context:
+        pred = run(inputs, *args, **kwargs)
+        loss = loss_function(pred, targets).mean() if loss_function is not None else None
+    return pred, loss
+
+
+def summed_weight_gradients(
+    network: nn.Module,
+    module_names: Iterable[str],
+    batches: Iterable[Any],
+    loss_function: Callable[..., torch.Tensor],
+    forward: Callable[..., Any] | None = None,
+    autocast: Mapping[str, Any] | None = None,
+) -> dict[str, torch.Tensor]:
+    """
+    Gradient of the loss with respect to the ``weight`` of each named module, summed over ``batches``: what
+    Torch-Pruning's Taylor importance reads from ``.grad`` after one ``loss.backward()`` per batch, taken here with
+    ``torch.autograd.grad`` so that parameter ``.grad`` fields and the optimizer are left untouched.
+
+    Args:
+        network: the network (BatchNorm in eval mode while scoring, modes restored after).
+        module_names: modules of ``network`` with a ``weight`` parameter (e.g. its convolutions and BatchNorms).
+        batches: prepared batches ``(inputs, targets)`` or ``(inputs, targets, args, kwargs)``, on the device.
+        loss_function: ``loss(pred, targets)``, reduced with ``.mean()``: the training loss as it is, batch-pooled
+            or not (the gradient is that of the batch loss, as in a training step).
+        forward: ``forward(inputs, *args, **kwargs) -> pred`` (e.g. the trainer's inferer); default ``network(x)``.
+        autocast: keyword arguments for ``torch.autocast("cuda")`` (CUDA inputs only), or None.
+
+    Returns:
+        ``{module name: gradient}`` shaped like each weight (float32 at least), summed over the batches.
+
+    Raises:
+        ValueError: no batch at all, or a named module without a ``weight`` parameter.
+    """
+    modules = dict(network.named_modules())
+    weights = {}
+    for name in module_names:
+        weight = getattr(modules.get(name), "weight", None)
+        if not isinstance(weight, nn.Parameter):
+            raise ValueError(f"summed_weight_gradients: module {name!r} has no weight parameter.")
+        weights[name] = weight
+    run = forward if forward is not None else (lambda x, *a, **k: network(x, *a, **k))
+    totals = {name: torch.zeros_like(weight, dtype=torch.promote_types(weight.dtype, torch.float32))
+              for name, weight in weights.items()}
+    batches_seen = 0
+    with batch_norms_in_eval(network), torch.enable_grad():
+        for batch in batches:
+            _, loss = _forward_and_loss(run, batch, loss_function, autocast)
+            grads = torch.autograd.grad(loss, list(weights.values()), allow_unused=True)
+            for name, grad in zip(weights, grads):
+                if grad is not None:
+                    totals[name] += grad.detach().to(totals[name].dtype)
+            batches_seen += 1
+    if batches_seen == 0:
+        raise ValueError("summed_weight_gradients: no batch to score on (empty data loader or score_batches=0).")
+    return totals
 
 
 def score_channels(
@@ -124,17 +195,10 @@ def score_channels(
     batches_seen = 0
     with batch_norms_in_eval(network), torch.enable_grad():
         for batch in batches:
-            inputs, targets, args, kwargs = _unpack(batch)
             taps.clear()
             taps.enabled = True
             try:
-                if autocast is not None and inputs.device.type == "cuda":  # as SupervisedTrainer(amp=True) does
-                    with torch.autocast("cuda", **dict(autocast)):
-                        pred = run(inputs, *args, **kwargs)
-                        loss = loss_function(pred, targets).mean() if gradient == "loss" else None
-                else:
-                    pred = run(inputs, *args, **kwargs)
-                    loss = loss_function(pred, targets).mean() if gradient == "loss" else None
+                pred, loss = _forward_and_loss(run, batch, loss_function if gradient == "loss" else None, autocast)
             finally:
                 taps.enabled = False
             outputs = _output_tensors(pred)

@@ -25,7 +25,8 @@ def test_every_run_comes_after_the_runs_it_needs_and_the_methods_before_their_co
     assert order[:4] == ["baseline", "sauron", "sauron_scheduled", "taylorfo"]
     assert plans["scratch_taylorfo"].epochs == 160 and plans["scratch_sauron"].epochs == 100
     assert plans["taylorfo"].reference == "baseline_long" and plans["sauron"].reference == "baseline"
-    assert {name for name, plan in plans.items() if plan.peer} == {"tp_taylor", "tp_l1"}
+    assert {name for name, plan in plans.items() if plan.peer} == {"tp_taylor", "tp_l1", "weight_taylor"}
+    assert {name for name, plan in plans.items() if plan.torch_pruning} == {"tp_taylor", "tp_l1"}
 
 
 def test_the_real_data_recipe_lies_over_train_json_in_every_run_and_in_its_evaluation(bench):
@@ -101,31 +102,37 @@ def test_controls_and_peers_take_their_architecture_and_macs_from_the_run_they_m
     assert scratch[scratch.index("--num_epochs") + 1] == "7"
 
 
-def test_random_control_prunes_from_the_baseline_with_taylorfos_schedule_to_taylorfos_final_macs(bench, tmp_path):
+@pytest.mark.parametrize("method", ["random", "weight_taylor"])
+def test_criteria_on_our_engine_prune_from_the_baseline_with_taylorfos_schedule_to_taylorfos_final_macs(
+    bench, tmp_path, method
+):
     plans = bench.method_plans(4, 3)
-    plan = plans["random"]
-    assert plan.configs == plans["taylorfo"].configs and plan.epochs == 3 and not plan.peer
+    plan = plans[method]
+    assert plan.configs == plans["taylorfo"].configs and plan.epochs == 3 and not plan.torch_pruning
     assert (plan.starts_from, plan.reference, plan.macs_of) == ("baseline", "baseline_long", "taylorfo")
-    assert bench.with_dependencies(["random"], plans) == ["baseline", "taylorfo", "random", "baseline_long"]
+    assert bench.with_dependencies([method], plans) == ["baseline", "taylorfo", method, "baseline_long"]
     runs = {name: bench.RunFolder(tmp_path, plans[name], 2) for name in plans}
     pruning = runs["taylorfo"].root / "runs" / "pruning"
     pruning.mkdir(parents=True)
     rows = [{"phase": "pruning", "macs": 900, "macs_ratio": 0.9},
             {"phase": "finetune", "macs": 230, "macs_ratio": 0.23}]
     (pruning / "pruning_history.json").write_text(json.dumps(rows))
-    values = runs["random"].overrides(runs, tmp_path / "data", [])
+    values = runs[method].overrides(runs, tmp_path / "data", [])
     assert "--peer#target_macs" not in values and values[values.index("--seed") + 1] == "2"
     assert float(values[values.index("--taylorfo#target_macs_reduction") + 1]) == pytest.approx(0.77)
 
 
-def test_random_control_overrides_make_the_bundles_taylorfo_handler_rank_randomly_without_a_metric_stop(bench):
+@pytest.mark.parametrize("method, criterion", [("random", "random"), ("weight_taylor", "weight_gradient")])
+def test_criterion_overrides_make_the_bundles_taylorfo_handler_rank_by_them_without_a_metric_stop(
+    bench, method, criterion
+):
     from monai.bundle import ConfigParser
 
     from monai_pruning.handlers import TaylorFOPruning
 
     parser = ConfigParser()
-    parser.read_config([str(bench.SOURCE / "configs" / name) for name in bench.method_plans(4, 3)["random"].configs])
-    overrides = list(bench.method_plans(4, 3)["random"].overrides) + ["--taylorfo#target_macs_reduction", "0.77"]
+    parser.read_config([str(bench.SOURCE / "configs" / name) for name in bench.method_plans(4, 3)[method].configs])
+    overrides = list(bench.method_plans(4, 3)[method].overrides) + ["--taylorfo#target_macs_reduction", "0.77"]
     for key, value in zip(overrides[::2], overrides[1::2]):  # as the bundle CLI reads them: Python literals
         try:
             parser[key[2:]] = ast.literal_eval(value)
@@ -134,7 +141,7 @@ def test_random_control_overrides_make_the_bundles_taylorfo_handler_rank_randoml
     names = ("criterion", "macs_normalize", "tolerance", "target_macs_reduction", "prune_fraction", "min_channels")
     kwargs = {name: parser.get_parsed_content(f"pruning_handler#{name}") for name in names}
     handler = TaylorFOPruning(**kwargs)
-    assert handler.criterion == "random" and not handler.macs_normalize and handler.tolerance is None
+    assert handler.criterion == criterion and not handler.macs_normalize and handler.tolerance is None
     assert handler.target_macs_reduction == pytest.approx(0.77)
     assert handler.prune_fraction == parser.get_parsed_content("taylorfo#prune_fraction")
 

@@ -187,3 +187,13 @@ def test_a_stopped_method_continues_in_its_folder_and_a_new_one_starts_from_a_fr
     assert (stopped / "runs" / "split.json").is_file() and (stopped / "configs" / "train.json").is_file()
     assert (stopped / "models" / "model_baseline.pt").read_bytes() == b"baseline weights"
     assert calls[0][2][-2:] == ["--resume", "false"] and calls[0][3] is False
+
+
+def test_the_weight_gradient_peer_takes_taylorfos_settings_but_its_own_criterion_and_no_metric_stop(bench):
+    overrides = bench.criterion_peer_overrides(
+        "weight_taylor", ["taylorfo#tolerance=0.05", "taylorfo#prune_fraction=0.03"]
+    )
+    pairs = dict(zip(overrides[::2], overrides[1::2]))
+    assert pairs == {"--taylorfo#prune_fraction": "0.03", "--taylorfo#criterion": "weight_gradient",
+                     "--taylorfo#macs_normalize": "False", "--taylorfo#tolerance": "$None"}
+    assert len(overrides) == 2 * len(pairs)  # no id twice on the command line

@@ -228,7 +228,7 @@ def test_global_cuts_leave_every_group_its_min_width_fraction():
 
 
 
-@pytest.mark.parametrize("criterion", ["taylor", "random"])
+@pytest.mark.parametrize("criterion", ["taylor", "random", "weight_gradient"])
 def test_a_width_multiple_keeps_every_cut_group_at_a_multiple_and_the_physical_network_equal_to_its_record(criterion):
     net = _unet()  # groups of 8, 16, 32 and 8 channels
     handler = TaylorFOPruning(criterion=criterion, prune_count=12, width_multiple=4, example_shape=SHAPE,

@@ -7,11 +7,11 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from torch import nn
 
-from monai_pruning.criteria import PerSampleLoss
+from monai_pruning.criteria import PerSampleLoss, weight_gradient_importance
 from monai_pruning.engine import ChannelPruner
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
-from monai_pruning.handlers.taylorfo_scoring import score_channels
+from monai_pruning.handlers.taylorfo_scoring import score_channels, summed_weight_gradients
 
 SHAPE = (4, 1, 16, 16)
 
@@ -58,8 +58,8 @@ def test_scores_with_the_per_sample_training_loss_do_not_depend_on_how_the_scori
     assert pooled > 1e-3
 
 
-def _handler_scores(batch_size: int, **kwargs) -> dict[str, torch.Tensor]:
-    net = _unet()
+def _handler_scores(batch_size: int, net: nn.Module | None = None, **kwargs) -> dict[str, torch.Tensor]:
+    net = net if net is not None else _unet()
     images, labels = _samples()
     loader = [{"image": images[i : i + batch_size], "label": labels[i : i + batch_size]} for i in range(0, 4, batch_size)]
     handler = TaylorFOPruning(example_shape=SHAPE, plot=False, **kwargs)
@@ -91,3 +91,32 @@ def test_taylorfo_scores_with_the_trainers_loss_per_sample_by_default():
 def test_a_scoring_loss_that_is_not_callable_is_refused_in_one_line():
     with pytest.raises(ValueError, match=r"TaylorFOPruning: `scoring_loss` must be a loss function or None, got str"):
         TaylorFOPruning(scoring_loss="DiceCELoss")
+
+
+def test_weight_gradient_scores_sum_the_batch_loss_gradients_and_leave_parameter_gradients_untouched():
+    """The |weight x gradient| criterion reads the trainer's loss as it is, over every scoring batch, summed."""
+    net = _unet()
+    handler_scores = _handler_scores(2, net=net, criterion="weight_gradient")
+    assert all(p.grad is None for p in net.parameters())  # no .grad left behind for the optimizer to step on
+    # by hand: one backward of the (batch-pooled) bundle loss per batch of two, gradients added up
+    reference = _unet()
+    graph = ChannelPruner(reference, SHAPE).graph
+    convs = [name for name, module in reference.named_modules() if isinstance(module, nn.Conv2d | nn.ConvTranspose2d)]
+    for images, labels in _split(2):
+        _bundle_loss()(reference(images), labels).backward()
+    modules = dict(reference.named_modules())
+    grads = {name: modules[name].weight.grad for name in convs}
+    expected = weight_gradient_importance(graph, modules, grads, groups=list(handler_scores))
+    for group, values in expected.items():
+        torch.testing.assert_close(handler_scores[group], values, rtol=1e-4, atol=1e-6)
+    # the same pass as a function, for any batches
+    summed = summed_weight_gradients(_unet(), convs, _split(2), _bundle_loss())
+    for name in convs:
+        torch.testing.assert_close(summed[name], grads[name], rtol=1e-4, atol=1e-7)
+
+
+def test_summed_weight_gradients_refuses_a_module_without_weights_and_an_empty_loader():
+    with pytest.raises(ValueError, match="module 'model' has no weight parameter"):
+        summed_weight_gradients(_unet(), ["model"], _split(2), _bundle_loss())
+    with pytest.raises(ValueError, match="no batch to score on"):
+        summed_weight_gradients(_unet(), ["model.0.conv"], [], _bundle_loss())
