@@ -12,6 +12,7 @@ from torch import nn
 
 from monai_pruning.distributed import (
     broadcast_plain,
+    end_process_group,
     is_distributed,
     rank,
     rank_zero_first,
@@ -20,7 +21,7 @@ from monai_pruning.distributed import (
     unwrap_network,
 )
 
-from process_groups import gloo_group, run_ranks
+from process_groups import COLLECTIVE_TIMEOUT, gloo_group, run_ranks
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
@@ -92,3 +93,26 @@ def test_on_two_ranks_rank_zeros_decision_reaches_everyone_sums_add_up_and_rank_
     assert first["sum"] == second["sum"] == [3.0, 1.0]
     assert first["saw_rank0_file"] and second["saw_rank0_file"]
     assert first.get("rank0_raised") and second.get("rank1_ran_after_rank0_failed")
+
+
+def _end_worker(rank_: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank_, world_size=2,
+                            timeout=COLLECTIVE_TIMEOUT)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 1, 3))
+    wrappers = [nn.parallel.DistributedDataParallel(net) for _ in range(2)]  # as after a rewrap: old and new
+    for _ in range(2):
+        wrappers[-1](torch.randn(2, 1, 12, 12)).sum().backward()
+    end_process_group()
+    result = {"initialized": dist.is_initialized(),
+              "released": [not any(hasattr(w, name) for name in ("reducer", "logger", "process_group"))
+                           for w in wrappers]}
+    end_process_group()  # a second call (nothing left to end) is a no-op
+    (Path(out) / f"rank{rank_}.json").write_text(json.dumps(result))
+
+
+def test_ending_the_process_group_releases_every_ddp_wrappers_hold_on_it_and_destroys_it(tmp_path):
+    end_process_group()  # without a process group: nothing to do
+    run_ranks(_end_worker, 2, str(tmp_path / "init"), str(tmp_path))
+    for r in range(2):
+        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == {"initialized": False,
+                                                                        "released": [True, True]}
