@@ -14,14 +14,14 @@ scratch; fine-tune the baseline with ``prune_taylorfo.json``, and without prunin
 ``benchmarks/finetune_dense.json``); then Torch-Pruning's Taylor (weight x gradient) and L1
 pruning of the same baseline with the same schedule, pruned to TaylorFO's final MACs over as many epochs as TaylorFO
 took (``benchmarks/prune_torch_pruning.json``), and Torch-Pruning's Taylor criterion on our engine (``weight_taylor``:
-TaylorFO's handler and schedule ranking by |weight x gradient|, to TaylorFO's final MACs, no metric stop); evaluate each final ``models/model.pt`` on
-the held-out split.  Then, per model: parameters, MACs (batch 1 at the bundle's ``roi_size``), median CPU latency
-(batch 1, ``--threads`` threads), checkpoint size on disk, peak inference memory, mean test Dice; and the latency of
-a dense network of the same architecture whose widths are scaled uniformly to the pruned MACs; for the baseline, the
-latency of its architecture with every prunable group at ``--floor_channels`` (what no pruning can beat).  For
-Sauron also: the time of a training iteration with and without its regulariser and scoring at equal (full) width,
-and its first vs last epoch times.  Ratios are against the baseline.  Writes ``results.json`` and ``results.md`` to
-``--work``.
+TaylorFO's handler and schedule ranking by |weight x gradient|, to TaylorFO's final MACs, no metric stop); evaluate
+each final ``models/model.pt`` on the held-out split. Then, per model: parameters, MACs (batch 1 at the bundle's
+``roi_size``), median CPU latency (batch 1, ``--threads`` threads), checkpoint size on disk, peak inference memory,
+mean test Dice; and the latency of a dense network of the same architecture whose widths are scaled uniformly to the
+pruned MACs; for the baseline, the latency of its architecture with every prunable group at ``--floor_channels``
+(what no pruning can beat). For Sauron also: the time of a training iteration with and without its regulariser and
+scoring at equal (full) width, and its first vs last epoch times. Ratios are against the baseline. Writes
+``results.json`` and ``results.md`` to ``--work``.
 
 Deployment runtimes: every model's CPU latency at batch 1 with ``--threads`` threads in eager PyTorch, TorchScript,
 ONNX Runtime and OpenVINO (those installed: ``pip install -e ".[deploy]"``), at the training size and at every

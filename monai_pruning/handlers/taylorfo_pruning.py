@@ -124,10 +124,11 @@ class TaylorFOPruning(PruningHandlerBase):
         gradient: ``"loss"`` or ``"random"`` (label-free).
         scoring_loss: ``loss(pred, target)`` whose gradient the scoring passes backpropagate (``gradient="loss"``);
             None: the trainer's loss applied to each sample on its own and summed
-            (:class:`~monai_pruning.criteria.PerSampleLoss`); for ``criterion="weight_gradient"``, the trainer's loss
-            as it is (the gradient of a training step's loss, as Torch-Pruning reads it). The per-sample normalisation weighs the samples equally
+            (:class:`~monai_pruning.criteria.PerSampleLoss`). The per-sample normalisation weighs the samples equally
             only when no sample's gradient depends on the others; a loss that pools the batch (``DiceCELoss`` with
-            ``batch=True``) would make the scores depend on how the scoring batches are cut.
+            ``batch=True``) would make the scores depend on how the scoring batches are cut. For
+            ``criterion="weight_gradient"``, None is the trainer's loss as it is (the gradient of a training step's
+            loss, as Torch-Pruning reads it).
         normalize_gradient: per-sample unit-norm output gradient ("gradient-normalised backpropagation").
         layerwise_normalize: divide each group's scores by their L2 norm before the global ranking (ablation).
         macs_normalize: rank by importance per MAC: divide each channel's score by the MACs its removal saves
@@ -594,11 +595,9 @@ class TaylorFOPruning(PruningHandlerBase):
         network = self.pruner.network
         graph = self.pruner.graph
         modules = dict(network.named_modules())
-        weighted = sorted({
-            slot.module for slot in graph.slots
-            if isinstance(modules[slot.module], WEIGHTED_MODULES) and getattr(modules[slot.module], "weight", None)
-            is not None
-        })
+        weighted = sorted(
+            {slot.module for slot in graph.slots if isinstance(modules[slot.module], WEIGHTED_MODULES)}
+        )
         loss = self.scoring_loss if self.scoring_loss is not None else engine.loss_function
         with self._scoring_batches(engine) as prepared:
             gradients = summed_weight_gradients(

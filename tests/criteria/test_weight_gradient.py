@@ -47,8 +47,9 @@ def test_scores_are_the_mean_over_convolutions_of_summed_abs_weight_times_gradie
         for c in range(4)
     ])
     middle = torch.stack([
-        ((net.middle.weight[c] * grads["middle"][c]).abs().sum() + (net.last.weight[:, c] * grads["last"][:, c]).abs().sum())
-        / 2 for c in range(3)
+        ((net.middle.weight[c] * grads["middle"][c]).abs().sum()
+         + (net.last.weight[:, c] * grads["last"][:, c]).abs().sum()) / 2
+        for c in range(3)
     ])
     torch.testing.assert_close(scores["first"], first.detach(), rtol=1e-5, atol=0)
     torch.testing.assert_close(scores["middle"], middle.detach(), rtol=1e-5, atol=0)
