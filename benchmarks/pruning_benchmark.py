@@ -353,7 +353,7 @@ def history_rows(root: Path) -> list[dict[str, Any]]:
 
 LABELS = {"baseline": "baseline", "sauron": "Sauron", "taylorfo": "TaylorFO", "baseline_ft": "baseline_ft (unpruned)",
           "tp_taylor": "Torch-Pruning Taylor", "tp_l1": "Torch-Pruning L1",
-          "weight_taylor": "|weight x gradient| (Torch-Pruning's Taylor criterion, our engine)"}
+          "weight_taylor": "Torch-Pruning's Taylor criterion, our engine"}
 # The unpruned network trained as long as each method in all: the runs that fine-tune the baseline are compared with
 # its fine-tuning without pruning; Sauron trains from scratch as long as the baseline.
 REFERENCES = {"sauron": "baseline", "taylorfo": "baseline_ft", "tp_taylor": "baseline_ft", "tp_l1": "baseline_ft",
