@@ -15,7 +15,7 @@ import contextlib
 import gc
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ __all__ = [
     "rank",
     "rank_zero_first",
     "rewrap",
+    "sum_each_over_ranks",
     "sum_over_ranks",
     "unwrap_network",
     "world_size",
@@ -76,6 +77,18 @@ def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     work = tensor.detach().as_subclass(torch.Tensor).to(_collective_device(), torch.float64, copy=True)
     dist.all_reduce(work, op=dist.ReduceOp.SUM)
     return work.to(tensor.device, tensor.dtype)
+
+
+def sum_each_over_ranks(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """
+    :func:`sum_over_ranks` of every tensor of ``tensors`` (any shapes), in one collective; every rank must give the
+    same names and shapes. Each result keeps its tensor's device and dtype.
+    """
+    if not tensors:
+        return {}
+    flat = sum_over_ranks(torch.cat([t.detach().double().cpu().flatten() for t in tensors.values()]))
+    parts = flat.split([t.numel() for t in tensors.values()])
+    return {name: part.view_as(t).to(t.device, t.dtype) for (name, t), part in zip(tensors.items(), parts)}
 
 
 def broadcast_plain(value: Any, src: int = 0) -> Any:

@@ -17,6 +17,7 @@ from monai_pruning.distributed import (
     rank,
     rank_zero_first,
     rewrap,
+    sum_each_over_ranks,
     sum_over_ranks,
     unwrap_network,
 )
@@ -34,6 +35,9 @@ def test_without_a_process_group_every_helper_is_the_identity():
     values = torch.arange(3.0)
     summed = sum_over_ranks(values)
     assert torch.equal(summed, values) and summed is not values
+    several = sum_each_over_ranks({"a": values, "b": torch.ones(2, 2, dtype=torch.float32)})
+    assert torch.equal(several["a"], values) and several["b"].shape == (2, 2) and several["b"].dtype == torch.float32
+    assert sum_each_over_ranks({}) == {}
     entered = []
     with rank_zero_first():
         entered.append(True)

@@ -32,7 +32,7 @@ from monai_pruning.criteria import (
 )
 from monai_pruning.criteria.taylor import random_channel_scores
 from monai_pruning.criteria.weight_gradient import WEIGHTED_MODULES
-from monai_pruning.distributed import is_distributed, sum_over_ranks, unwrap_network
+from monai_pruning.distributed import is_distributed, sum_each_over_ranks, unwrap_network
 from monai_pruning.engine import PruningRecord
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.one_shot_curve import curve_from_scores
@@ -603,12 +603,8 @@ class TaylorFOPruning(PruningHandlerBase):
             gradients = summed_weight_gradients(
                 network, weighted, prepared, loss, forward=self._forward(engine), autocast=self._autocast(engine)
             )
-        if is_distributed():  # one collective for all weights: the sums over every rank's batches
-            flat = sum_over_ranks(torch.cat([g.detach().double().cpu().flatten() for g in gradients.values()]))
-            sizes = [g.numel() for g in gradients.values()]
-            gradients = {
-                name: part.view_as(grad) for (name, grad), part in zip(gradients.items(), flat.split(sizes))
-            }
+        if is_distributed():  # the sums over every rank's batches
+            gradients = sum_each_over_ranks(gradients)
         return weight_gradient_importance(graph, modules, gradients, groups=self.pruner.prunable_groups)
 
     def _one_shot(self, scores: Mapping[str, torch.Tensor]) -> None:

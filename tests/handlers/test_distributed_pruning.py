@@ -24,12 +24,13 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from monai_pruning.criteria import DeltaPruneAccumulator, PerSampleLoss
+from monai_pruning.distributed import sum_each_over_ranks
 from monai_pruning.engine import ChannelPruner
 from monai_pruning.handlers.feature_taps import FeatureTaps
 from monai_pruning.handlers.pruning_base import HISTORY_JSON, PruningHandlerError
 from monai_pruning.handlers.sauron_pruning import SauronPruning
 from monai_pruning.handlers.taylorfo_pruning import TaylorFOPruning
-from monai_pruning.handlers.taylorfo_scoring import score_channels
+from monai_pruning.handlers.taylorfo_scoring import score_channels, summed_weight_gradients
 
 from process_groups import gloo_group, run_ranks
 
@@ -92,6 +93,9 @@ def _worker(rank: int, init_file: str, out: str, method: str) -> None:
             handler = SauronPruning(tau_start=0.6, tau_max=0.9, kappa=2, seed=3, target_macs_reduction=0.1, **common)
         elif method == "taylorfo":
             handler = TaylorFOPruning(prune_count=6, score_batches=2, tolerance=None, **common)
+        elif method == "weight_gradient":  # its weight gradients summed over the ranks in one collective
+            handler = TaylorFOPruning(criterion="weight_gradient", prune_count=6, score_batches=2, tolerance=None,
+                                      **common)
         else:  # "rollback": the first validation after the cut fails, the cut is undone
             handler = TaylorFOPruning(prune_count=6, score_batches=2, tolerance=0.0, baseline_metric=1.01, **common)
         trainer = _trainer(wrapper, evaluator, handler, rank, epochs=3)
@@ -128,7 +132,7 @@ def _assert_replicas_identical(results: list[dict]) -> None:
         assert result["wraps_the_network"] and result["validator_follows"]
 
 
-@pytest.mark.parametrize("method", ["sauron", "sauron_target", "taylorfo"])
+@pytest.mark.parametrize("method", ["sauron", "sauron_target", "taylorfo", "weight_gradient"])
 def test_ddp_ranks_cut_the_same_channels_and_keep_identical_replicas_after_the_cut(method, tmp_path):
     results = _run(method, tmp_path)
     _assert_replicas_identical(results)
@@ -181,6 +185,33 @@ def test_ddp_scores_summed_over_ranks_equal_the_scores_of_all_their_batches_in_o
     # the absolute value of the summed signed scores, not the sum of each rank's absolute values
     own = [_signed_scores([rank]) for rank in range(WORLD)]
     assert any(not torch.allclose(alone[g], own[0][g] + own[1][g], rtol=1e-3) for g in alone)
+
+
+def _weight_gradient_worker(rank: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    with gloo_group(init_file, rank, WORLD):
+        torch.save(_weight_gradients([rank]), Path(out) / f"grads{rank}.pt")
+
+
+def _weight_gradients(ranks: list[int]) -> dict[str, torch.Tensor]:
+    """Conv weight gradients of the training loss over the data of ``ranks``, summed over the process group."""
+    net = _unet()
+    convs = [name for name, module in net.named_modules() if isinstance(module, nn.Conv2d | nn.ConvTranspose2d)]
+    batches = [(d["image"], d["label"]) for r in ranks for d in _rank_data(r)]
+    grads = summed_weight_gradients(net, convs, batches, DiceCELoss(to_onehot_y=True, softmax=True))
+    return sum_each_over_ranks(grads)
+
+
+def test_ddp_weight_gradients_summed_over_ranks_equal_those_of_all_their_batches_in_one_process(tmp_path):
+    """What the weight_gradient criterion ranks by under DDP: every rank's batches, as one process would see them."""
+    run_ranks(_weight_gradient_worker, WORLD, str(tmp_path / "init"), str(tmp_path))
+    per_rank = [torch.load(tmp_path / f"grads{r}.pt", weights_only=True) for r in range(WORLD)]
+    alone = _weight_gradients(list(range(WORLD)))
+    own = _weight_gradients([0])
+    for name, expected in alone.items():
+        assert torch.equal(per_rank[0][name], per_rank[1][name]) and per_rank[0][name].shape == expected.shape
+        torch.testing.assert_close(per_rank[0][name], expected, rtol=1e-5, atol=1e-7)
+    assert any(not torch.allclose(own[name], alone[name]) for name in alone)  # rank 1's batches counted
 
 
 def _maps(rank: int) -> torch.Tensor:
