@@ -45,7 +45,7 @@ from torch import nn
 
 from monai_pruning.config_values import ConfigValueError, read_flag
 from monai_pruning.criteria.channel_cost import macs_per_channel
-from monai_pruning.distributed import broadcast_plain, is_distributed, rank, sum_over_ranks, unwrap_network
+from monai_pruning.distributed import broadcast_plain, is_distributed, rank, sum_each_over_ranks, unwrap_network
 from monai_pruning.engine import ChannelPruner, PruningRecord
 from monai_pruning.handlers.epoch_seeded_data import DataStreamState
 from monai_pruning.handlers.rewrap_reshaped_network import rewrap_engine_network
@@ -337,7 +337,7 @@ class PruningHandlerBase:
         if not is_distributed() or not accumulators:
             return
         widths = self.pruner.widths()
-        parts = []
+        parts = {}
         for group, accumulator in accumulators.items():
             total, count = accumulator.totals()
             reference = getattr(accumulator, "reference", None)
@@ -346,12 +346,10 @@ class PruningHandlerBase:
             else:
                 local = total.detach().as_subclass(torch.Tensor).to("cpu", torch.float64)  # no MetaTensor meta
             ref = -1.0 if reference is None else float(reference)
-            parts.append(torch.cat([local, torch.tensor([float(count), ref, ref * ref, 1.0], dtype=torch.float64)]))
-        summed = sum_over_ranks(torch.cat(parts))
-        start = 0
-        for (group, accumulator), part in zip(accumulators.items(), parts):
-            values = summed[start:start + part.numel()]
-            start += part.numel()
+            parts[group] = torch.cat([local, torch.tensor([float(count), ref, ref * ref, 1.0], dtype=torch.float64)])
+        summed = sum_each_over_ranks(parts)
+        for group, accumulator in accumulators.items():
+            values = summed[group]
             total, (count, ref_sum, ref_sq_sum, ranks) = values[:-4], values[-4:].tolist()
             if hasattr(accumulator, "reference") and abs(ref_sq_sum * ranks - ref_sum * ref_sum) > 0.5:
                 raise PruningHandlerError(
