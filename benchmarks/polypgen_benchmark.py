@@ -77,11 +77,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
 from pruning_benchmark import (  # noqa: E402
+    CRITERION_PEERS,
     cli_overrides,
     dense_equivalent,
     history_rows,
     load_model,
     scripted_peak_memory_mb,
+    taylorfo_macs_target,
 )
 
 from monai_pruning.data import prepare_task_data  # noqa: E402
@@ -190,8 +192,7 @@ def method_plans(epochs: int, finetune_epochs: int, recipe: tuple[str, ...] = ()
         Plan("tp_l1", peer, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
              overrides=("--peer#importance", "l1", "--peer#global_pruning", "False"), peer=True),
         Plan("weight_taylor", finetune, finetune_epochs, "baseline_long", "baseline", macs_of="taylorfo",
-             overrides=("--taylorfo#criterion", "weight_gradient", "--taylorfo#macs_normalize", "False",
-                        "--taylorfo#tolerance", "$None"), peer=True),
+             overrides=CRITERION_PEERS["weight_taylor"], peer=True),
         Plan("sauron_regularised", train + ("prune_sauron.json",), epochs, "baseline",
              overrides=SAURON_SCHEDULE_REGULARISED, extra=True),
     ]
@@ -284,7 +285,7 @@ class RunFolder:
                 pruning_epochs = sum(1 for row in rows if row.get("phase") == "pruning")
                 values += ["--peer#target_macs", str(rows[-1]["macs"]), "--peer#steps", str(max(1, pruning_epochs))]
             else:  # our handler from the same start: the same fraction of the starting MACs
-                values += ["--taylorfo#target_macs_reduction", repr(1.0 - float(rows[-1]["macs_ratio"]))]
+                values += taylorfo_macs_target(rows)
         return values + extra
 
 

@@ -162,9 +162,8 @@ def train_method(method: str, plan: tuple[list[str], list[str], str | None], sta
         taylor_rows = history_rows(work / "taylorfo")
         overrides = overrides + ["--peer#target_macs", str(taylor_rows[-1]["macs"]),
                                  "--peer#steps", str(max(1, taylor_rows[-1]["steps"]))]
-    if method in CRITERION_PEERS:  # our handler from the same start: the same fraction of the starting MACs
-        taylor_rows = history_rows(work / "taylorfo")
-        overrides = overrides + ["--taylorfo#target_macs_reduction", repr(1.0 - float(taylor_rows[-1]["macs_ratio"]))]
+    if method in CRITERION_PEERS:
+        overrides = overrides + taylorfo_macs_target(history_rows(work / "taylorfo"))
     resume = ["--resume", "true" if state == "stopped" else "false"]
     train_s = run_bundle(root, configs, overrides + shared + resume, work / f"{method}_train.log",
                          append=state == "stopped")
@@ -434,6 +433,14 @@ def fixed_split(source: Path, work: Path, items: list[str]) -> Path:
 def cli_overrides(items: list[str]) -> list[str]:
     """``["a#b=1", ...]`` -> ``["--a#b", "1", ...]``, the form ``python -m monai.bundle run`` takes."""
     return [part for item in items for part in ("--" + item).split("=", 1)]
+
+
+def taylorfo_macs_target(rows: list[dict[str, Any]]) -> list[str]:
+    """
+    The override that prunes our TaylorFO handler, from the same start, to the fraction of the starting MACs a pruned
+    run removed in the end (``rows``: its pruning history): how a criterion on our engine matches TaylorFO's MACs.
+    """
+    return ["--taylorfo#target_macs_reduction", repr(1.0 - float(rows[-1]["macs_ratio"]))]
 
 
 def criterion_peer_overrides(method: str, taylorfo_set: list[str]) -> list[str]:

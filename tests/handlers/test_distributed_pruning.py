@@ -155,10 +155,16 @@ def test_ddp_rollback_restores_the_validated_network_on_every_rank_and_training_
     assert any("rollback" in (events or "") for events in results[0]["events"])
 
 
-def _score_worker(rank: int, init_file: str, out: str) -> None:
+def _summed_worker(rank: int, init_file: str, out: str, compute) -> None:
+    """Save ``compute([rank])`` (this rank's data, summed over the group) as ``<out>/rank<rank>.pt``."""
     torch.set_num_threads(1)
     with gloo_group(init_file, rank, WORLD):
-        torch.save(_signed_scores([rank]), Path(out) / f"scores{rank}.pt")
+        torch.save(compute([rank]), Path(out) / f"rank{rank}.pt")
+
+
+def _summed_on_ranks(compute, tmp_path: Path) -> list[dict[str, torch.Tensor]]:
+    run_ranks(_summed_worker, WORLD, str(tmp_path / "init"), str(tmp_path), compute)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 def _signed_scores(ranks: list[int]) -> dict[str, torch.Tensor]:
@@ -175,8 +181,7 @@ def _signed_scores(ranks: list[int]) -> dict[str, torch.Tensor]:
 
 
 def test_ddp_scores_summed_over_ranks_equal_the_scores_of_all_their_batches_in_one_process(tmp_path):
-    run_ranks(_score_worker, WORLD, str(tmp_path / "init"), str(tmp_path))
-    per_rank = [torch.load(tmp_path / f"scores{r}.pt", weights_only=True) for r in range(WORLD)]
+    per_rank = _summed_on_ranks(_signed_scores, tmp_path)
     alone = _signed_scores(list(range(WORLD)))
     assert set(per_rank[0]) == set(alone)
     for group, expected in alone.items():
@@ -185,12 +190,6 @@ def test_ddp_scores_summed_over_ranks_equal_the_scores_of_all_their_batches_in_o
     # the absolute value of the summed signed scores, not the sum of each rank's absolute values
     own = [_signed_scores([rank]) for rank in range(WORLD)]
     assert any(not torch.allclose(alone[g], own[0][g] + own[1][g], rtol=1e-3) for g in alone)
-
-
-def _weight_gradient_worker(rank: int, init_file: str, out: str) -> None:
-    torch.set_num_threads(1)
-    with gloo_group(init_file, rank, WORLD):
-        torch.save(_weight_gradients([rank]), Path(out) / f"grads{rank}.pt")
 
 
 def _weight_gradients(ranks: list[int]) -> dict[str, torch.Tensor]:
@@ -204,8 +203,7 @@ def _weight_gradients(ranks: list[int]) -> dict[str, torch.Tensor]:
 
 def test_ddp_weight_gradients_summed_over_ranks_equal_those_of_all_their_batches_in_one_process(tmp_path):
     """What the weight_gradient criterion ranks by under DDP: every rank's batches, as one process would see them."""
-    run_ranks(_weight_gradient_worker, WORLD, str(tmp_path / "init"), str(tmp_path))
-    per_rank = [torch.load(tmp_path / f"grads{r}.pt", weights_only=True) for r in range(WORLD)]
+    per_rank = _summed_on_ranks(_weight_gradients, tmp_path)
     alone = _weight_gradients(list(range(WORLD)))
     own = _weight_gradients([0])
     for name, expected in alone.items():
