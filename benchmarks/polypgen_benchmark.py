@@ -78,6 +78,7 @@ sys.path.insert(0, str(REPO))
 
 from pruning_benchmark import (  # noqa: E402
     CRITERION_PEERS,
+    TAYLORFO_PEERS,
     cli_overrides,
     dense_equivalent,
     history_rows,
@@ -109,12 +110,8 @@ from monai_pruning.report.comparison import (  # noqa: E402
     runtime_note,
     runtime_table,
 )
-from monai_pruning.report.paired_dice import (  # noqa: E402
-    crossed_bootstrap,
-    group_means,
-    paired_differences,
-    read_case_scores,
-)
+from monai_pruning.report import paired_dice  # noqa: E402
+from monai_pruning.report.paired_dice import group_means, paired_differences, read_case_scores  # noqa: E402
 
 BUNDLE = "polyp_endoscopy_segmentation"
 SOURCE = REPO / "bundles" / BUNDLE
@@ -427,10 +424,8 @@ def mean_runtimes(runs: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
 def paired_interval(scores: dict[tuple[int, str], dict[str, float]], method: str, other: str, seeds: list[int],
                     resamples: int) -> dict[str, Any]:
     """``method``'s per-frame Dice minus ``other``'s on the same seeds and frames: mean, 95% bootstrap interval."""
-    diffs = np.stack([paired_differences(scores[(s, method)], scores[(s, other)])[1] for s in seeds])
-    interval = crossed_bootstrap(diffs, resamples=resamples)
-    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "confidence": interval.confidence,
-            "seeds": interval.seeds, "frames": interval.cases, "measurable": interval.excludes_zero()}
+    pairs = [(scores[(s, method)], scores[(s, other)]) for s in seeds]
+    return paired_dice.paired_interval(pairs, resamples).record()
 
 
 def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]], plans: dict[str, Plan],
@@ -467,7 +462,7 @@ def summarise(rows: list[dict], scores: dict[tuple[int, str], dict[str, float]],
 #: its scratch control trains its final architecture from scratch, the others prune to its final MACs.
 CONTROLS = {
     "sauron_scheduled": ("scratch_sauron",),
-    "taylorfo": ("scratch_taylorfo", "random", "tp_taylor", "tp_l1", "weight_taylor"),
+    "taylorfo": ("scratch_taylorfo", "random", *TAYLORFO_PEERS),
 }
 
 
@@ -521,7 +516,7 @@ def markdown(result: dict) -> str:
                   *markdown_table(["method", "control", "seeds", "Dice difference [95% CI]", "beyond the noise"],
                                   [[r["method"], r["control"], str(len(r["seeds"])),
                                     interval_cell(r["mean"], r["low"], r["high"]),
-                                    "yes" if r["measurable"] else "no"] for r in against])]
+                                    "yes" if r["excludes_zero"] else "no"] for r in against])]
     timings = {method: s["runtimes"] for method, s in result["summary"].items() if s.get("runtimes")}
     runtime_header, runtime_rows = runtime_table(timings)
     if runtime_header:

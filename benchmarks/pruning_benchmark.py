@@ -93,6 +93,8 @@ PEERS = {"tp_taylor": ("taylor", True), "tp_l1": ("l1", False)}
 #: schedule to TaylorFO's final MACs and no metric stop: the issue's fallback where that peer does not train.
 CRITERION_PEERS = {"weight_taylor": ("--taylorfo#criterion", "weight_gradient", "--taylorfo#macs_normalize", "False",
                                      "--taylorfo#tolerance", "$None")}
+#: The peers driven to TaylorFO's final MACs, with which it is compared at equal MACs in every seed summary.
+TAYLORFO_PEERS = (*PEERS, *CRITERION_PEERS)
 
 
 DONE_FILE = "done.json"  # written into a method's folder once it is trained and evaluated

@@ -29,14 +29,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from monai_pruning.data.demo_data import is_phantom_dataset  # noqa: E402
 from monai_pruning.report.comparison import interval_cell, markdown_table, percent_cell  # noqa: E402
-from monai_pruning.report.paired_dice import crossed_bootstrap, paired_differences, read_case_scores  # noqa: E402
+from monai_pruning.report.paired_dice import paired_interval, read_case_scores  # noqa: E402
 from pruning_benchmark import REFERENCES as PRUNED_REFERENCES  # noqa: E402
+from pruning_benchmark import TAYLORFO_PEERS  # noqa: E402
 
 # each method's same-seed reference: the dense model trained as long from the same start (the pruned methods' as
 # pruning_benchmark.py tables them; the baseline fine-tuned without pruning is compared with the baseline)
 REFERENCES = {"baseline": "baseline", "baseline_ft": "baseline", **PRUNED_REFERENCES}
 # the peers each pruning method is compared with at equal MACs (pruning_benchmark.py drives them to TaylorFO's MACs)
-PEER_COMPARISONS = {"taylorfo": ("tp_taylor", "tp_l1", "weight_taylor")}
+PEER_COMPARISONS = {"taylorfo": TAYLORFO_PEERS}
 
 
 class SummaryError(ValueError):
@@ -67,15 +68,9 @@ def read_work(work: Path) -> dict[str, Any]:
             "synthetic": is_phantom_dataset(Path(split["dataset_dir"]))}
 
 
-def _interval(differences: np.ndarray, resamples: int) -> dict[str, Any]:
-    interval = crossed_bootstrap(differences, resamples=resamples)
-    return {"mean": interval.mean, "low": interval.low, "high": interval.high, "confidence": interval.confidence,
-            "seeds": interval.seeds, "cases": interval.cases, "excludes_zero": interval.excludes_zero()}
-
-
-def _paired(runs: list[dict[str, Any]], method: str, other: str) -> np.ndarray:
-    """``method``'s per-case Dice minus ``other``'s, one row per run (seed), cases paired by name."""
-    return np.stack([paired_differences(run["scores"][method], run["scores"][other])[1] for run in runs])
+def _interval(runs: list[dict[str, Any]], method: str, other: str, resamples: int) -> dict[str, Any]:
+    """``method``'s per-case Dice minus ``other``'s over ``runs`` (one per seed), with its interval, as plain data."""
+    return paired_interval([(run["scores"][method], run["scores"][other]) for run in runs], resamples).record()
 
 
 def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
@@ -108,7 +103,7 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
         }
         paired = [run for _, run in mine if reference in run["scores"]]
         if method != reference and paired:
-            entry["dice_vs_reference"] = _interval(_paired(paired, method, reference), resamples)
+            entry["dice_vs_reference"] = _interval(paired, method, reference, resamples)
         summary[method] = entry
     versus_peers = []
     for method, peers in PEER_COMPARISONS.items():
@@ -116,7 +111,7 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
             both = [(label, run) for label, run in zip(labels, runs) if {method, peer} <= set(run["scores"])]
             if both:
                 versus_peers.append({"method": method, "peer": peer,
-                                     **_interval(_paired([run for _, run in both], method, peer), resamples),
+                                     **_interval([run for _, run in both], method, peer, resamples),
                                      "seeds": [label for label, _ in both]})
     return {"synthetic": all(run["synthetic"] for run in runs), "test_cases": len(first["test"]),
             "works": [str(run["work"]) for run in runs], "summary": summary, "versus_peers": versus_peers}

@@ -14,11 +14,18 @@ import csv
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["PairedDifference", "read_case_scores", "paired_differences", "crossed_bootstrap", "group_means"]
+__all__ = [
+    "PairedDifference",
+    "read_case_scores",
+    "paired_differences",
+    "crossed_bootstrap",
+    "paired_interval",
+    "group_means",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,10 @@ class PairedDifference:
     def excludes_zero(self) -> bool:
         """True when the interval lies entirely above or entirely below 0: a measurable difference."""
         return self.low > 0.0 or self.high < 0.0
+
+    def record(self) -> dict[str, float | int | bool]:
+        """Plain data for a benchmark's JSON: the fields and ``excludes_zero`` (one schema for every report)."""
+        return {**asdict(self), "excludes_zero": self.excludes_zero()}
 
 
 def read_case_scores(csv_path: str | os.PathLike, columns: Sequence[str] | None = None) -> dict[str, float]:
@@ -115,6 +126,18 @@ def crossed_bootstrap(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return PairedDifference(float(values.mean()), float(low), float(high), confidence, seeds, cases)
+
+
+def paired_interval(
+    pairs: Sequence[tuple[Mapping[str, float], Mapping[str, float]]], resamples: int = 10000
+) -> PairedDifference:
+    """
+    ``method - other`` case by case over several seeds, one ``(method scores, other scores)`` pair per seed (each
+    pair on the same cases, every pair on the same cases in the same order), with the crossed bootstrap interval.
+    """
+    if not pairs:
+        raise ValueError("paired_interval: no seed holds both models")
+    return crossed_bootstrap(np.stack([paired_differences(mine, other)[1] for mine, other in pairs]), resamples)
 
 
 def group_means(scores: Mapping[str, float], groups: Mapping[str, str]) -> dict[str, float]:

@@ -210,8 +210,8 @@ def test_summary_pairs_each_method_with_its_same_seed_reference_over_seeds_and_f
     centres = {f"f{i}": "C1" if i < 20 else "C2" for i in range(40)}
     summary = bench.summarise(rows, scores, plans, centres, resamples=300)
     versus = summary["sauron"]["dice_vs_reference"]
-    assert versus["mean"] == pytest.approx(-0.05) and versus["seeds"] == 3 and versus["frames"] == 40
-    assert versus["low"] == pytest.approx(-0.05) and versus["high"] == pytest.approx(-0.05) and versus["measurable"]
+    assert versus["mean"] == pytest.approx(-0.05) and versus["seeds"] == 3 and versus["cases"] == 40
+    assert versus["low"] == pytest.approx(-0.05) and versus["high"] == pytest.approx(-0.05) and versus["excludes_zero"]
     assert "dice_vs_reference" not in summary["baseline"]
     assert set(summary["sauron"]["test_dice_per_centre"]) == {"C1", "C2"}
     table = bench.markdown({"test_frames": 40, "resolution": [128, 128], "summary": summary})
@@ -238,7 +238,7 @@ def test_each_method_is_compared_with_its_controls_on_the_seeds_where_both_finis
     rows = bench.versus_controls(scores, resamples=200)
     assert [(r["method"], r["control"], r["seeds"]) for r in rows] == [
         ("sauron_scheduled", "scratch_sauron", [0, 1]), ("taylorfo", "random", [0])]
-    assert rows[0]["mean"] == pytest.approx(0.03) and rows[0]["measurable"]
+    assert rows[0]["mean"] == pytest.approx(0.03) and rows[0]["excludes_zero"]
     assert rows[1]["mean"] == pytest.approx(-0.02) and rows[1]["high"] == pytest.approx(-0.02)
     table = bench.markdown({"test_frames": 40, "resolution": [128, 128], "summary": {}, "versus_controls": rows})
     assert "| sauron_scheduled | scratch_sauron | 2 | +0.0300 [+0.0300, +0.0300] | yes |" in table

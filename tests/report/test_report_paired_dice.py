@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monai_pruning.report.paired_dice import crossed_bootstrap, group_means, paired_differences, read_case_scores
+from monai_pruning.report.paired_dice import (
+    crossed_bootstrap,
+    group_means,
+    paired_differences,
+    paired_interval,
+    read_case_scores,
+)
 
 
 def _csv(path, rows, header="case,test_mean_dice_polyp,test_hd95_polyp"):
@@ -42,6 +48,20 @@ def test_a_constant_shift_has_a_zero_width_interval_at_the_shift():
     assert result.mean == pytest.approx(-0.02)
     assert result.low == pytest.approx(-0.02) and result.high == pytest.approx(-0.02)
     assert result.excludes_zero() and (result.seeds, result.cases) == (3, 50)
+
+
+def test_paired_interval_pairs_each_seeds_cases_by_name_and_records_plain_data():
+    # seed 0: the method is 0.1 above on both cases; seed 1: 0.1 below; the cases come in different orders
+    pairs = [({"a": 0.6, "b": 0.9}, {"b": 0.8, "a": 0.5}), ({"b": 0.7, "a": 0.4}, {"a": 0.5, "b": 0.8})]
+    result = paired_interval(pairs, resamples=500)
+    assert (result.seeds, result.cases) == (2, 2) and result.mean == pytest.approx(0.0)
+    record = result.record()
+    assert set(record) == {"mean", "low", "high", "confidence", "seeds", "cases", "excludes_zero"}
+    assert record["excludes_zero"] is False and record["low"] < 0.0 < record["high"]
+    with pytest.raises(ValueError, match="no seed holds both"):
+        paired_interval([])
+    with pytest.raises(ValueError, match="different cases"):
+        paired_interval([({"a": 1.0, "b": 1.0}, {"a": 1.0, "c": 1.0})])
 
 
 def test_seeds_that_disagree_widen_the_interval_even_when_cases_agree():
