@@ -131,6 +131,10 @@ class TaylorFOPruning(PruningHandlerBase):
             loss, as Torch-Pruning reads it).
         normalize_gradient: per-sample unit-norm output gradient ("gradient-normalised backpropagation").
         layerwise_normalize: divide each group's scores by their L2 norm before the global ranking (ablation).
+        weight_gradient_normalize: ``criterion="weight_gradient"`` only: divide each group's scores by their mean
+            before the global ranking, as Torch-Pruning's GroupTaylor does by default (``normalizer="mean"``); false
+            ranks the unnormalised sums (its ``normalizer=None``). The division hides how much a group's channels
+            cost to remove (``docs/taylorfo.md``, "Why |weight x gradient| collapses here").
         macs_normalize: rank by importance per MAC: divide each channel's score by the MACs its removal saves
             (:func:`~monai_pruning.criteria.macs_per_channel`, one sample of ``example_shape``). Without it the
             global ranking removes mostly cheap deep channels: parameters fall much faster than MACs.
@@ -194,6 +198,7 @@ class TaylorFOPruning(PruningHandlerBase):
         scoring_loss: Callable[..., torch.Tensor] | None = None,
         normalize_gradient: bool = True,
         layerwise_normalize: bool = False,
+        weight_gradient_normalize: bool = True,
         macs_normalize: bool = False,
         target_macs_reduction: float | None = None,
         target_params_reduction: float | None = None,
@@ -267,6 +272,9 @@ class TaylorFOPruning(PruningHandlerBase):
         self.scoring_loss = scoring_loss
         self.normalize_gradient = config_flag(normalize_gradient, "normalize_gradient", "TaylorFOPruning")
         self.layerwise_normalize = config_flag(layerwise_normalize, "layerwise_normalize", "TaylorFOPruning")
+        self.weight_gradient_normalize = config_flag(
+            weight_gradient_normalize, "weight_gradient_normalize", "TaylorFOPruning"
+        )
         self.macs_normalize = config_flag(macs_normalize, "macs_normalize", "TaylorFOPruning")
         if self.criterion == "random" and self.macs_normalize:
             raise PruningHandlerError(
@@ -605,7 +613,9 @@ class TaylorFOPruning(PruningHandlerBase):
             )
         if is_distributed():  # the sums over every rank's batches
             gradients = sum_each_over_ranks(gradients)
-        return weight_gradient_importance(graph, modules, gradients, groups=self.pruner.prunable_groups)
+        return weight_gradient_importance(
+            graph, modules, gradients, groups=self.pruner.prunable_groups, normalize=self.weight_gradient_normalize
+        )
 
     def _one_shot(self, scores: Mapping[str, torch.Tensor]) -> None:
         self.one_shot_done = True

@@ -115,6 +115,18 @@ def test_weight_gradient_scores_sum_the_batch_loss_gradients_and_leave_parameter
         torch.testing.assert_close(summed[name], grads[name], rtol=1e-4, atol=1e-7)
 
 
+def test_weight_gradient_normalize_false_ranks_the_unnormalised_sums_torch_pruning_normalizer_none():
+    normalised = _handler_scores(2, criterion="weight_gradient")
+    raw = _handler_scores(2, criterion="weight_gradient", weight_gradient_normalize=False)
+    assert set(raw) == set(normalised)
+    for group, values in raw.items():
+        torch.testing.assert_close(normalised[group], values / values.mean(), rtol=1e-5, atol=1e-7)
+    # the groups keep their own scales: the division is what puts every group at a mean of 1
+    assert max(v.mean().item() for v in raw.values()) > 2 * min(v.mean().item() for v in raw.values())
+    with pytest.raises(ValueError, match="weight_gradient_normalize"):
+        TaylorFOPruning(criterion="weight_gradient", weight_gradient_normalize="no")
+
+
 def test_summed_weight_gradients_refuses_a_module_without_weights_and_an_empty_loader():
     with pytest.raises(ValueError, match="module 'model' has no weight parameter"):
         summed_weight_gradients(_unet(), ["model"], _split(2), _bundle_loss())
