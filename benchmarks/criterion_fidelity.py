@@ -58,8 +58,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from pruning_benchmark import cli_overrides  # noqa: E402
 
 from monai_pruning.criteria import PerSampleLoss, select_global_lowest, weight_gradient_importance  # noqa: E402
-from monai_pruning.criteria.weight_gradient import WEIGHTED_MODULES  # noqa: E402
-from monai_pruning.engine import ChannelGraph, ChannelPruner, channel_dims  # noqa: E402
+from monai_pruning.criteria.weight_gradient import WEIGHTED_MODULES, channel_weight_sums  # noqa: E402
+from monai_pruning.engine import ChannelGraph, ChannelPruner  # noqa: E402
 from monai_pruning.engine.record import load_pruned_network  # noqa: E402
 from monai_pruning.handlers.feature_taps import FeatureTaps  # noqa: E402
 from monai_pruning.handlers.taylorfo_scoring import (  # noqa: E402
@@ -133,31 +133,15 @@ def _zeroing_hook(position: int) -> Callable[..., Any]:
     return hook
 
 
-def _per_channel(graph: ChannelGraph, modules: Mapping[str, nn.Module], groups: Iterable[str],
-                 values: Callable[[str, torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
-    """
-    Per group channel, the sum over the convolutions producing it of ``values(name, weight-shaped tensor)`` reduced
-    over the filter: ``values`` gets the convolution's name and returns a tensor shaped like its weight.
-    """
-    names = list(groups)
-    by_root = {graph.groups[name].root: name for name in names}
-    totals = {name: torch.zeros(graph.groups[name].size, dtype=torch.float64) for name in names}
-    for slot in graph.slots:
-        module = modules[slot.module]
-        if slot.role != "out" or not isinstance(module, WEIGHTED_MODULES):
-            continue
-        dim = channel_dims(module, slot.role)[0]["weight"]
-        tensor = values(slot.module, module.weight).detach().double()
-        per_position = tensor.movedim(dim, 0).reshape(tensor.shape[dim], -1).sum(1)
-        for position, (root, index) in enumerate(slot.labels):
-            if root in by_root:
-                totals[by_root[root]][index] += per_position[position]
-    return totals
+def _producer_sums(graph: ChannelGraph, modules: Mapping[str, nn.Module], groups: Iterable[str],
+                   values: Callable[[str, torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per group channel, ``values(name, weight)`` summed over the filters of the convolutions producing it."""
+    return channel_weight_sums(graph, modules, values, groups, roles=("out",))[0]
 
 
 def filter_l1(graph: ChannelGraph, modules: Mapping[str, nn.Module], groups: Iterable[str]) -> dict[str, torch.Tensor]:
     """The L1 norm of each channel's filters in the convolutions producing it."""
-    return _per_channel(graph, modules, groups, lambda name, weight: weight.abs())
+    return _producer_sums(graph, modules, groups, lambda name, weight: weight.abs())
 
 
 def producer_signed_share(graph: ChannelGraph, modules: Mapping[str, nn.Module], groups: Iterable[str],
@@ -167,8 +151,8 @@ def producer_signed_share(graph: ChannelGraph, modules: Mapping[str, nn.Module],
     gradient: the signed first-order estimate of removing every filter at once relative to Torch-Pruning's unsigned
     one. 0 (to rounding) where the output is invariant to the filters' scale.
     """
-    signed = _per_channel(graph, modules, groups, lambda name, weight: weight * gradients[name])
-    unsigned = _per_channel(graph, modules, groups, lambda name, weight: (weight * gradients[name]).abs())
+    signed = _producer_sums(graph, modules, groups, lambda name, weight: weight * gradients[name])
+    unsigned = _producer_sums(graph, modules, groups, lambda name, weight: (weight * gradients[name]).abs())
     return {name: float(signed[name].sum().abs() / unsigned[name].sum()) if unsigned[name].sum() > 0 else 0.0
             for name in signed}
 

@@ -22,28 +22,91 @@ opposite gradients of two samples cancel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from monai_pruning.engine import ChannelGraph, channel_dims
 
-__all__ = ["WEIGHTED_MODULES", "weight_gradient_importance"]
+__all__ = ["WEIGHTED_MODULES", "channel_weight_sums", "weight_gradient_importance"]
 
 #: The modules whose weights the criterion reads: the ones Torch-Pruning 1.6.1's GroupTaylor scores in our graphs.
 WEIGHTED_MODULES = (nn.modules.conv._ConvNd,)
 
 
-def _position_scores(weight: torch.Tensor, grad: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sum of ``|w * g|`` over every dimension but ``dim``: one score per position along ``dim`` (float64)."""
-    if grad.shape != weight.shape:
-        raise ValueError(
-            f"weight_gradient_importance: a gradient of shape {tuple(grad.shape)} for a weight of shape "
-            f"{tuple(weight.shape)}."
-        )
-    product = (weight.detach().double() * grad.detach().to(weight.device).double()).abs()
-    return product.movedim(dim, 0).reshape(product.shape[dim], -1).sum(dim=1).cpu()
+def channel_weight_sums(
+    graph: ChannelGraph,
+    modules: Mapping[str, nn.Module],
+    values: Callable[[str, torch.Tensor], torch.Tensor | None],
+    groups: Iterable[str] | None = None,
+    roles: Collection[str] = ("in", "out"),
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """
+    Per group channel, the sum over the convolutions holding it of a weight-shaped tensor summed over each filter (or
+    input slice): the scaffolding of every weight-based channel score. ``values(name, weight)`` gets a convolution's
+    name and weight and returns a tensor of the weight's shape (``|w * g|``, ``|w|``, ...), or None to leave that
+    convolution out; ``roles`` picks the slots read ("out": the convolutions producing a channel, "in": those reading
+    it).
+
+    Returns:
+        ``({group: (C,) float64 sums}, {group: number of convolutions counted for it})``.
+
+    Raises:
+        KeyError: a group not in ``graph`` or a slot's module not in ``modules``.
+        ValueError: a slot whose positions do not match the weight's channel dimension (``modules`` and ``graph`` out
+            of step).
+    """
+    names = list(graph.groups) if groups is None else list(groups)
+    by_root = {graph.groups[name].root: name for name in names}
+    totals = {name: torch.zeros(graph.groups[name].size, dtype=torch.float64) for name in names}
+    layers = dict.fromkeys(names, 0)
+    for slot in graph.slots:
+        if slot.role not in roles or not any(root in by_root for root, _ in slot.labels):
+            continue
+        module = modules[slot.module]
+        weight = getattr(module, "weight", None)
+        if not isinstance(module, WEIGHTED_MODULES) or weight is None:
+            continue
+        dim = channel_dims(module, slot.role)[0]["weight"]
+        if weight.shape[dim] != len(slot.labels):
+            raise ValueError(
+                f"module {slot.module!r} has {weight.shape[dim]} channels along dim {dim} of its weight, the channel "
+                f"graph expects {len(slot.labels)}."
+            )
+        tensor = values(slot.module, weight)
+        if tensor is None:
+            continue
+        tensor = tensor.detach().double()
+        per_position = tensor.movedim(dim, 0).reshape(tensor.shape[dim], -1).sum(dim=1).cpu()
+        touched = set()
+        for position, (root, index) in enumerate(slot.labels):
+            name = by_root.get(root)
+            if name is not None:
+                totals[name][index] += per_position[position]
+                touched.add(name)
+        for name in touched:
+            layers[name] += 1
+    return totals, layers
+
+
+def _abs_weight_times_gradient(
+    gradients: Mapping[str, torch.Tensor],
+) -> Callable[[str, torch.Tensor], torch.Tensor | None]:
+    """``values`` of :func:`channel_weight_sums` for this criterion: ``|w * g|`` in float64; None without a gradient."""
+
+    def values(name: str, weight: torch.Tensor) -> torch.Tensor | None:
+        grad = gradients.get(name)
+        if grad is None:
+            return None
+        if grad.shape != weight.shape:
+            raise ValueError(
+                f"weight_gradient_importance: a gradient of shape {tuple(grad.shape)} for a weight of shape "
+                f"{tuple(weight.shape)} in module {name!r}."
+            )
+        return (weight.detach().double() * grad.detach().to(weight.device).double()).abs()
+
+    return values
 
 
 def weight_gradient_importance(
@@ -75,34 +138,9 @@ def weight_gradient_importance(
         ValueError: a gradient whose shape differs from its weight's, or a slot whose positions do not match the
             weight's channel dimension (``modules`` and ``graph`` out of step).
     """
-    names = list(graph.groups) if groups is None else list(groups)
-    by_root = {graph.groups[name].root: name for name in names}
-    totals = {name: torch.zeros(graph.groups[name].size, dtype=torch.float64) for name in names}
-    layers = dict.fromkeys(names, 0)
-    for slot in graph.slots:
-        if not any(root in by_root for root, _ in slot.labels):
-            continue
-        module = modules[slot.module]
-        weight = getattr(module, "weight", None)
-        if not isinstance(module, WEIGHTED_MODULES) or weight is None or slot.module not in gradients:
-            continue
-        dim = channel_dims(module, slot.role)[0]["weight"]
-        if weight.shape[dim] != len(slot.labels):
-            raise ValueError(
-                f"weight_gradient_importance: module {slot.module!r} has {weight.shape[dim]} channels along dim {dim} "
-                f"of its weight, the channel graph expects {len(slot.labels)}."
-            )
-        scores = _position_scores(weight, gradients[slot.module], dim)
-        touched = set()
-        for position, (root, index) in enumerate(slot.labels):
-            name = by_root.get(root)
-            if name is not None:
-                totals[name][index] += scores[position]
-                touched.add(name)
-        for name in touched:
-            layers[name] += 1
+    totals, layers = channel_weight_sums(graph, modules, _abs_weight_times_gradient(gradients), groups)
     result = {}
-    for name in names:
+    for name in totals:
         values = totals[name] / max(layers[name], 1)
         mean = values.mean()
         if normalize and mean > 0:

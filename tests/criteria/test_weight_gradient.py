@@ -7,6 +7,7 @@ from monai.networks.nets import DynUNet
 from torch import nn
 
 from monai_pruning.criteria import weight_gradient_importance
+from monai_pruning.criteria.weight_gradient import channel_weight_sums
 from monai_pruning.engine import trace_channel_groups
 
 
@@ -77,6 +78,24 @@ def test_a_network_out_of_step_with_its_graph_or_a_misshapen_gradient_is_refused
     narrower = dict(net.named_modules(), first=nn.Conv2d(1, 3, 3, padding=1))
     with pytest.raises(ValueError, match="module 'first' has 3 channels"):
         weight_gradient_importance(graph, narrower, {"first": torch.zeros(3, 1, 3, 3)})
+
+
+def test_channel_weight_sums_reads_only_the_asked_roles_and_skips_convolutions_given_no_values():
+    net = _ConvBnConv()
+    graph = trace_channel_groups(net, (1, 1, 8, 8))
+    modules = dict(net.named_modules())
+    abs_weight = lambda name, weight: weight.abs()  # noqa: E731
+    producers, counted = channel_weight_sums(graph, modules, abs_weight, groups=["middle"], roles=("out",))
+    torch.testing.assert_close(producers["middle"], net.middle.weight.detach().double().abs().sum((1, 2, 3)))
+    assert counted == {"middle": 1}
+    both, counted = channel_weight_sums(graph, modules, abs_weight, groups=["middle"])
+    readers = net.last.weight.detach().double().abs().sum((0, 2, 3))
+    torch.testing.assert_close(both["middle"], producers["middle"] + readers)
+    assert counted == {"middle": 2}
+    only_readers, counted = channel_weight_sums(
+        graph, modules, lambda name, weight: None if name == "middle" else weight.abs(), groups=["middle"])
+    torch.testing.assert_close(only_readers["middle"], readers)
+    assert counted == {"middle": 1}
 
 
 def test_dynunet_scores_equal_torch_pruning_group_taylor_importance_on_every_group():
