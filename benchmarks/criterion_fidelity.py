@@ -225,12 +225,15 @@ def fidelity(scores: Mapping[str, Mapping[str, Sequence[float]]], costs: Mapping
 
 
 def joint_removal_costs(network: nn.Module, example_shape: Sequence[int], table: Mapping[str, Any],
-                        batches: Batches, loss_function: Callable[..., torch.Tensor]) -> dict[str, float]:
+                        batches: Batches, loss_function: Callable[..., torch.Tensor],
+                        base: float | None = None) -> dict[str, float]:
     """
     Per ranking of a :func:`fidelity` table, the loss increase when its whole lowest quarter is removed at once
     (physically, from a copy of ``network``; no fine-tuning): what the first cuts of a global ranking cost together.
+    ``base``: the unpruned network's mean loss on ``batches`` where already measured (:func:`removal_costs`).
     """
-    base = mean_loss(network, batches, loss_function)
+    if base is None:
+        base = mean_loss(network, batches, loss_function)
     result = {}
     for name, entry in table.items():
         if "lowest" not in entry:
@@ -310,7 +313,7 @@ def measure(bundle_root: Path, checkpoint: Path, configs: Sequence[str] = ("conf
     base, costs = removal_costs(network, {g: consumer_taps[g] for g in chosen}, data, loss_function,
                                 progress=lambda g, n: print(f"removal costs: {g} ({n} channels)", flush=True))
     table = fidelity(scores, costs)
-    for name, joint in joint_removal_costs(network, example_shape, table, data, loss_function).items():
+    for name, joint in joint_removal_costs(network, example_shape, table, data, loss_function, base).items():
         table[name]["lowest"]["joint_cost"] = joint
     return {"checkpoint": str(checkpoint), "batches": len(data), "batch_shape": list(data[0][0].shape),
             "base_loss": base, "costs": costs, "scores": scores, "signed_share": {g: signed[g] for g in chosen},

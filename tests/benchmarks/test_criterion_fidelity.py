@@ -114,6 +114,9 @@ def test_the_joint_cost_is_the_loss_increase_of_removing_the_whole_lowest_quarte
     ChannelPruner(pruned, (1, 1, 8, 8)).cut({"input_block.conv1.conv": [0, 2], "bottleneck.conv1.conv": [1]})
     expected = script.mean_loss(pruned, batches, loss) - script.mean_loss(network, batches, loss)
     assert joint == {"taylorfo": pytest.approx(expected)} and expected != 0.0
+    measured_base = script.mean_loss(network, batches, loss)
+    assert script.joint_removal_costs(network, (1, 1, 8, 8), table, batches, loss, base=measured_base + 1.0) == {
+        "taylorfo": pytest.approx(expected - 1.0)}  # a base already measured is used, not measured again
     assert ChannelPruner(network, (1, 1, 8, 8)).widths()["input_block.conv1.conv"] == 4  # the network is not cut
 
 
