@@ -32,7 +32,9 @@ same runtime, in a table of its own (the comparison report's format).
 Resumable: a method trained and evaluated is marked (``<work>/<method>/done.json``) and reused by the next command
 on the same ``--work``; a method whose command was stopped while it trained continues from its last epoch checkpoint
 (the bundle's ``--resume true``); ``--rerun METHOD ...`` trains those again from the start and reuses the others.
-Latencies are measured after the last run, so measure again with ``--measure_only`` on an idle machine.
+Latencies are measured after the last run, so measure again with ``--measure_only`` on an idle machine; with
+``--no_latency`` nothing is timed (seed repeats trained beside other runs: Dice, parameters, MACs and checkpoint sizes
+only, which is all ``seed_summary.py`` reads).
 """
 
 from __future__ import annotations
@@ -366,8 +368,9 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
     The comparison table and, with a Sauron run, its training-cost table. Every ratio is against ``baseline``:
     parameters and MACs as fractions of it, speed-up as its latency over the model's, "pruned / dense" as the
     model's latency over that of a uniformly narrower dense network of the same MACs (1.0: pruning lost no speed
-    to uneven widths). "Dice vs trained as long" compares each pruned model with its unpruned reference of the same
-    total training (:data:`REFERENCES`; ``baseline_ft`` for the runs that fine-tune the baseline, when it was run).
+    to uneven widths; the timing columns are left empty for runs measured with ``--no_latency``). "Dice vs trained
+    as long" compares each pruned model with its unpruned reference of the same total training (:data:`REFERENCES`;
+    ``baseline_ft`` for the runs that fine-tune the baseline, when it was run).
     """
     base = results["baseline"]
     header = ["model", "parameters", "MACs", "MACs removed", "test Dice", "Dice vs baseline", "Dice vs trained as long",
@@ -377,6 +380,7 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
     for method, r in results.items():
         first = method == "baseline"
         dense = r.get("dense_same_macs_latency_s")
+        timed = "latency_s" in r and "latency_s" in base  # not with --no_latency
         reference = REFERENCES.get(method)
         rows.append([
             LABELS.get(method, method),
@@ -386,12 +390,12 @@ def markdown_tables(results: dict[str, dict[str, Any]]) -> list[str]:
             dice_cell(r["dice"], per_class=r.get("class_dice")),
             "" if first else difference_cell(r["dice"], base["dice"]),
             f"{difference_cell(r['dice'], results[reference]['dice'])} ({reference})" if reference in results else "",
-            milliseconds_cell(r["latency_s"]),
-            ratio_cell(base["latency_s"], r["latency_s"]),
+            milliseconds_cell(r["latency_s"]) if timed else "",
+            ratio_cell(base["latency_s"], r["latency_s"]) if timed else "",
             milliseconds_cell(dense) if dense else "",
             f"{r['latency_s'] / dense:.2f}" if dense else "",
             megabytes_cell(r["checkpoint_mb"]),
-            f"{r['peak_memory_mb']:.0f} MB",
+            f"{r['peak_memory_mb']:.0f} MB" if timed else "",
         ])
     lines = markdown_table(header, rows)
     if "floor_latency_s" in base:
@@ -493,6 +497,10 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="with --overhead_only: Sauron's regulariser and scoring through torch.compile")
     parser.add_argument("--measure_only", action="store_true", help="train nothing: measure the runs in --work")
+    parser.add_argument("--no_latency", action="store_true",
+                        help="time nothing: Dice, parameters, MACs and checkpoint sizes only (seed repeats on a "
+                             "machine busy with other runs, where timings would mean nothing; time afterwards "
+                             "with --measure_only on the idle machine)")
     parser.add_argument("--overhead_only", action="store_true",
                         help="only time Sauron's regulariser and scoring per training iteration (no training); "
                              "writes overhead.json in --work")
@@ -567,10 +575,17 @@ def main() -> None:
         model = load_model(str(source), str(checkpoint))
         models[method] = model
         complexity = measure_complexity(model, shape)
+        results[method].update(params=complexity.params, macs=complexity.macs,
+                               checkpoint_mb=os.path.getsize(checkpoint) / 2**20)
+        times = [r.get("time_s") for r in history_rows(root) if isinstance(r.get("time_s"), (int, float))]
+        if method == "sauron" and len(times) >= 6:  # epochs with validation take longer: compare whole pairs
+            results[method]["first_epochs_s"] = sum(times[:2]) / 2
+            results[method]["last_epochs_s"] = sum(times[-2:]) / 2
+        if args.no_latency:
+            continue
         latency = measure_latency(model, shape, repeats=args.repeats, num_threads=args.threads)
         memory = scripted_peak_memory_mb(model, shape, args.threads, work / f"{method}.ts")
-        results[method].update(params=complexity.params, macs=complexity.macs, latency_s=latency.median_s,
-                               checkpoint_mb=os.path.getsize(checkpoint) / 2**20, peak_memory_mb=memory)
+        results[method].update(latency_s=latency.median_s, peak_memory_mb=memory)
         if method == "baseline":
             narrowest = narrowest_network(source, args.floor_channels, shape)
             results[method].update(
@@ -582,16 +597,13 @@ def main() -> None:
             results[method]["dense_same_macs_latency_s"] = measure_latency(
                 dense, shape, repeats=args.repeats, num_threads=args.threads).median_s
             results[method]["dense_width_scale"] = scale
-        times = [r.get("time_s") for r in history_rows(root) if isinstance(r.get("time_s"), (int, float))]
-        if method == "sauron" and len(times) >= 6:  # epochs with validation take longer: compare whole pairs
-            results[method]["first_epochs_s"] = sum(times[:2]) / 2
-            results[method]["last_epochs_s"] = sum(times[-2:]) / 2
 
-    timings = compare_runtimes(models, runtime_shapes, runtimes, rounds=args.rounds,
-                               repeats=max(1, args.repeats // args.rounds), num_threads=args.threads)
+    timings = {} if args.no_latency else compare_runtimes(
+        models, runtime_shapes, runtimes, rounds=args.rounds, repeats=max(1, args.repeats // args.rounds),
+        num_threads=args.threads)
     for method, timed in timings.items():
         results[method]["runtimes"] = timed
-    if "sauron" in results:
+    if "sauron" in results and not args.no_latency:
         results["sauron"].update(
             sauron_iteration_overhead(source, args.overhead_iterations, args.overhead_rounds, args.threads)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,6 +75,40 @@ def test_overhead_only_times_plain_and_regularised_iterations_without_training(b
     assert cost["overhead"] == pytest.approx(cost["sauron_iteration_s"] / cost["plain_iteration_s"] - 1)
     assert "without / with the regulariser and scoring" in capsys.readouterr().out
     assert sorted(path.name for path in tmp_path.iterdir()) == ["overhead.json"]  # nothing trained
+
+
+def test_untimed_runs_leave_every_timing_cell_empty_and_keep_sizes_and_dice(bench):
+    untimed = {"baseline": {"params": 1000, "macs": 400e6, "dice": 0.80, "checkpoint_mb": 1.0},
+               "taylorfo": {"params": 250, "macs": 100e6, "dice": 0.79, "checkpoint_mb": 0.5}}
+    baseline, taylorfo = bench.markdown_tables(untimed)[2:4]
+    assert baseline.startswith("| baseline | 1,000 | 400.0 M | 0.0% | 0.8000 |  |  |  |  |  |  | 1.00 MB |  |")
+    assert taylorfo.endswith("| 75.0% | 0.7900 | -0.0100 |  |  |  |  |  | 0.50 MB |  |")
+
+
+def test_no_latency_measures_sizes_and_dice_of_the_runs_and_times_nothing(bench, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    for method, dice in (("baseline", 0.8), ("taylorfo", 0.7)):
+        (work / method / "eval").mkdir(parents=True)
+        (work / method / "eval" / "case_metrics.csv").write_text(f"case,test_mean_dice_polyp\nmean,{dice}\n")
+        (work / method / "models").mkdir()
+        (work / method / "models" / "model.pt").write_bytes(b"0" * 2**20)
+    widths = {"baseline": 8, "taylorfo": 4}
+    monkeypatch.setattr(bench, "load_model", lambda bundle, checkpoint: torch.nn.Conv2d(
+        3, widths[Path(checkpoint).parents[1].name], 3, padding=1))
+
+    def timed(*args, **kwargs):
+        raise AssertionError("--no_latency timed a model")
+
+    for name in ("measure_latency", "scripted_peak_memory_mb", "compare_runtimes", "sauron_iteration_overhead"):
+        monkeypatch.setattr(bench, name, timed)
+    monkeypatch.setattr(sys, "argv", ["pruning_benchmark.py", "polyp_endoscopy_segmentation", "--work", str(work),
+                                      "--methods", "baseline", "taylorfo", "--measure_only", "--no_latency"])
+    bench.main()
+    results = json.loads((work / "results.json").read_text())
+    assert results["taylorfo"]["macs"] == results["baseline"]["macs"] / 2 > 0
+    assert results["taylorfo"]["dice"] == pytest.approx(0.7) and results["baseline"]["checkpoint_mb"] == 1.0
+    assert not any("latency_s" in r or "runtimes" in r for r in results.values())
+    assert "| 50.0% | 0.7000 |" in (work / "results.md").read_text()
 
 
 def test_tables_add_the_latency_bound_of_the_narrowest_network_when_measured(bench):
