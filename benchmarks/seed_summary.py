@@ -3,7 +3,9 @@
     python benchmarks/seed_summary.py /tmp/kidney/seed0 /tmp/kidney/seed1 /tmp/kidney/seed2 --out /tmp/kidney
 
 Per method, over the folders that hold it: the seeds, the mean fraction of the baseline's MACs removed and the mean
-test Dice (per case: the mean over classes of ``<work>/<method>/eval/case_metrics.csv``), and "Dice vs reference":
+test Dice (per case: the mean over classes of ``<work>/<method>/eval/case_metrics.csv``, a class whose Dice is
+undefined for the case, NaN, left out: the 3D bundles' ``ignore_empty`` for a class absent from its ground truth;
+the NaN cells must be the same as the baseline's), per class (``results.json``), and "Dice vs reference":
 the per-case Dice difference against the same-seed reference (Sauron and baseline_ft: the baseline; TaylorFO and the
 Torch-Pruning peers, which start from the baseline: baseline_ft, trained as long), averaged over cases and seeds,
 with a 95% crossed bootstrap interval over seeds and cases (``monai_pruning.report.paired_dice``); and TaylorFO
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from monai_pruning.data.demo_data import is_phantom_dataset  # noqa: E402
 from monai_pruning.report.comparison import interval_cell, markdown_table, percent_cell  # noqa: E402
-from monai_pruning.report.paired_dice import paired_interval, read_case_scores  # noqa: E402
+from monai_pruning.report.paired_dice import paired_interval, read_case_scores, undefined_cells  # noqa: E402
 from pruning_benchmark import REFERENCES as PRUNED_REFERENCES  # noqa: E402
 from pruning_benchmark import TAYLORFO_PEERS  # noqa: E402
 
@@ -44,6 +47,18 @@ class SummaryError(ValueError):
     """A work folder that cannot be summarised with the others; the message is one line naming it."""
 
 
+def split_case_names(case_ids: Iterable[str], test: Iterable[str]) -> dict[str, str]:
+    """
+    Each evaluation case id -> the split's name for it. ``CaseMetricsReport`` names a case after its image file,
+    lengthened by its folder where file names repeat (KiTS: ``case_00001/imaging``, every image being
+    ``imaging.nii.gz``); the split names the case (``case_00001``). An id that is not a split case is named by its
+    first folder if that one is; otherwise it is left as it is (and then fails the test-case check).
+    """
+    cases = set(test)
+    return {case: case if case in cases or case.split("/")[0] not in cases else case.split("/")[0]
+            for case in case_ids}
+
+
 def read_work(work: Path) -> dict[str, Any]:
     """One seed's folder: its methods' MACs (from ``results.json``), per-case test Dice, test cases and data kind."""
     results_file, split_file = work / "results.json", work / "split" / "split.json"
@@ -55,13 +70,21 @@ def read_work(work: Path) -> dict[str, Any]:
     if "baseline" not in results or "macs" not in results["baseline"]:
         raise SummaryError(f"{results_file}: no measured baseline (its MACs are what 'MACs removed' is relative to)")
     scores: dict[str, dict[str, float]] = {}
-    for method in results:
+    undefined: dict[str, set[tuple[str, str]]] = {}
+    for method in ["baseline", *(m for m in results if m != "baseline")]:
         csv_path = work / method / "eval" / "case_metrics.csv"
         if not csv_path.is_file():
             raise SummaryError(f"{csv_path}: missing (the test Dice per case of {method})")
-        scores[method] = read_case_scores(csv_path)
+        read = read_case_scores(csv_path, undefined="omit")
+        name = split_case_names(read, split["test"])
+        scores[method] = {name[case]: value for case, value in read.items()}
         if set(scores[method]) != set(split["test"]):
             raise SummaryError(f"{csv_path}: its cases are not the test cases of {split_file}")
+        undefined[method] = {(name[case], column) for case, column in undefined_cells(csv_path)}
+        if undefined[method] != undefined["baseline"]:
+            differing = sorted(undefined[method] ^ undefined["baseline"])[:3]
+            raise SummaryError(f"{csv_path}: its undefined (NaN) Dice cells differ from the baseline's, e.g. "
+                               f"{differing}: were both evaluated with the same ignore_empty?")
     record = work / "baseline" / "runs" / "run_record.json"
     return {"work": work, "results": results, "scores": scores, "test": sorted(split["test"]),
             "seed": json.loads(record.read_text())["seed"] if record.is_file() else None,
@@ -101,6 +124,9 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
                                            for _, run in mine])),
             "test_dice": float(np.mean([np.mean(list(run["scores"][method].values())) for _, run in mine])),
         }
+        per_class = [run["results"][method].get("class_dice") for _, run in mine]
+        if all(per_class) and len({tuple(c) for c in per_class}) == 1:
+            entry["class_dice"] = {name: float(np.mean([c[name] for c in per_class])) for name in per_class[0]}
         paired = [run for _, run in mine if reference in run["scores"]]
         if method != reference and paired:
             entry["dice_vs_reference"] = _interval(paired, method, reference, resamples)
@@ -119,18 +145,23 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     """The summary as a markdown table with a heading line saying what the data and the interval are."""
-    header = ["method", "reference", "seeds", "MACs removed", "test Dice", "Dice vs reference [95% CI]",
-              "interval excludes 0"]
+    classes = any(len(s.get("class_dice", {})) > 1 for s in result["summary"].values())
+    header = ["method", "reference", "seeds", "MACs removed", "test Dice", *(["per class"] if classes else []),
+              "Dice vs reference [95% CI]", "interval excludes 0"]
     rows = []
     for method, s in result["summary"].items():
         versus = s.get("dice_vs_reference")
+        per_class = ", ".join(f"{name} {value:.3f}" for name, value in s.get("class_dice", {}).items())
         rows.append([method, s["reference"], str(len(s["seeds"])), percent_cell(s["macs_removed"]),
-                     f"{s['test_dice']:.4f}",
+                     f"{s['test_dice']:.4f}", *([per_class] if classes else []),
                      interval_cell(versus["mean"], versus["low"], versus["high"]) if versus else "(reference)",
                      ("yes" if versus["excludes_zero"] else "no") if versus else ""])
     data = ("SYNTHETIC demo phantoms, not real scans" if result["synthetic"] else "real data")
-    lines = [f"{data}; {result['test_cases']} test cases, the same in every seed; Dice vs reference: mean paired "
-             "per-case Dice difference against the same-seed reference, 95% bootstrap interval over seeds and cases.",
+    lines = [f"{data}; {result['test_cases']} test cases, the same in every seed; test Dice: per case the mean over "
+             "its classes with a defined Dice (the 3D bundles leave a class absent from a case's ground truth "
+             "undefined), averaged over cases and seeds; per class: the evaluation's mean per class, averaged over "
+             "seeds; Dice vs reference: mean paired per-case Dice difference against the same-seed reference, 95% "
+             "bootstrap interval over seeds and cases.",
              "", *markdown_table(header, rows)]
     if result.get("versus_peers"):
         lines += ["", "Each method against its peers (mean paired per-case Dice difference, method - peer, 95% "

@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "PairedDifference",
     "read_case_scores",
+    "undefined_cells",
     "paired_differences",
     "crossed_bootstrap",
     "paired_interval",
@@ -48,15 +49,8 @@ class PairedDifference:
         return {**asdict(self), "excludes_zero": self.excludes_zero()}
 
 
-def read_case_scores(csv_path: str | os.PathLike, columns: Sequence[str] | None = None) -> dict[str, float]:
-    """
-    Per-case scores from a ``CaseMetricsReport`` CSV: the mean of the columns whose name holds ``dice`` (one per
-    class, e.g. ``test_mean_dice_polyp``), or of ``columns``, per row; the final ``mean`` row left out.
-
-    Raises:
-        ValueError: the file has no such column, a case appears twice, or a value is not a number; NaN (a metric
-            undefined for that case) is refused too, since a paired comparison must not silently drop cases.
-    """
+def _case_rows(csv_path: str | os.PathLike, columns: Sequence[str] | None) -> tuple[list[str], dict[str, list[float]]]:
+    """The score columns read (``columns``, or those whose name holds ``dice``) and each case's values in them."""
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
     header = list(rows[0]) if rows else []
@@ -64,21 +58,53 @@ def read_case_scores(csv_path: str | os.PathLike, columns: Sequence[str] | None 
     missing = [name for name in chosen if name not in header]
     if not chosen or missing:
         raise ValueError(f"{csv_path}: no column {missing or '*dice*'} among {header}")
-    scores: dict[str, float] = {}
+    values: dict[str, list[float]] = {}
     for row in rows:
         case = row["case"]
         if case == "mean":
             continue
-        if case in scores:
+        if case in values:
             raise ValueError(f"{csv_path}: case {case!r} appears twice")
         try:
-            values = [float(row[name]) for name in chosen]
+            values[case] = [float(row[name]) for name in chosen]
         except ValueError:
             raise ValueError(f"{csv_path}: case {case!r} has a non-numeric score in {chosen}") from None
-        if any(math.isnan(v) for v in values):
+    return chosen, values
+
+
+def read_case_scores(
+    csv_path: str | os.PathLike, columns: Sequence[str] | None = None, undefined: str = "refuse"
+) -> dict[str, float]:
+    """
+    Per-case scores from a ``CaseMetricsReport`` CSV: the mean of the columns whose name holds ``dice`` (one per
+    class, e.g. ``test_mean_dice_polyp``), or of ``columns``, per row; the final ``mean`` row left out.
+
+    ``undefined`` says what a NaN does (a metric undefined for that case: MONAI's ``DiceMetric`` with
+    ``ignore_empty=True``, the 3D bundles' setting, gives NaN for a class absent from the case's ground truth, e.g. a
+    phantom without a tumour): ``"refuse"`` raises, since a paired comparison must not silently drop cases;
+    ``"omit"`` averages the case's defined columns only, as MONAI's own mean leaves NaN out (pair such scores only
+    with a reference whose undefined cells are the same, :func:`undefined_cells`).
+
+    Raises:
+        ValueError: the file has no such column, a case appears twice, or a value is not a number; a NaN with
+            ``undefined="refuse"``, or a case whose every column is NaN.
+    """
+    if undefined not in ("refuse", "omit"):
+        raise ValueError(f"read_case_scores: undefined must be 'refuse' or 'omit', got {undefined!r}")
+    chosen, rows = _case_rows(csv_path, columns)
+    scores: dict[str, float] = {}
+    for case, values in rows.items():
+        defined = [v for v in values if not math.isnan(v)]
+        if len(defined) < len(values) and (undefined == "refuse" or not defined):
             raise ValueError(f"{csv_path}: case {case!r} has an undefined (NaN) score in {chosen}")
-        scores[case] = float(np.mean(values))
+        scores[case] = float(np.mean(defined))
     return scores
+
+
+def undefined_cells(csv_path: str | os.PathLike, columns: Sequence[str] | None = None) -> set[tuple[str, str]]:
+    """The ``(case, column)`` cells of :func:`read_case_scores`'s columns that hold NaN."""
+    chosen, rows = _case_rows(csv_path, columns)
+    return {(case, name) for case, values in rows.items() for name, v in zip(chosen, values) if math.isnan(v)}
 
 
 def paired_differences(method: Mapping[str, float], reference: Mapping[str, float]) -> tuple[list[str], np.ndarray]:

@@ -138,3 +138,40 @@ def test_taylorfo_is_compared_case_by_case_with_each_peer_on_the_seeds_where_bot
     assert (versus["method"], versus["peer"], versus["seeds"]) == ("taylorfo", "tp_l1", ["0", "1"])
     assert versus["mean"] == pytest.approx(0.04) and versus["excludes_zero"] and versus["cases"] == len(CASES)
     assert "| taylorfo | tp_l1 | 2 | +0.0400 [+0.0400, +0.0400] | yes |" in summary.markdown(result)
+
+
+def _kits_csv(path: Path, rows: dict[str, tuple[float, float]]) -> None:
+    """A KiTS-style evaluation CSV: cases named after their image file, case_XXXXX/imaging; NaN where undefined."""
+    lines = ["case,test_mean_dice_kidney,test_mean_dice_tumour"]
+    lines += [f"{case}/imaging,{kidney},{tumour}" for case, (kidney, tumour) in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_kits_case_ids_pair_with_the_split_and_a_class_absent_from_a_case_is_left_out_of_its_mean(summary, tmp_path):
+    work = _work(tmp_path, 0, {"baseline": _baseline(0), "sauron": _baseline(0)},
+                 {"baseline": 100.0, "sauron": 50.0})
+    no_tumour = CASES[0]
+    base = {case: (0.8, float("nan") if case == no_tumour else 0.2) for case in CASES}
+    pruned = {case: (0.7, float("nan") if case == no_tumour else 0.2) for case in CASES}
+    _kits_csv(work / "baseline" / "eval" / "case_metrics.csv", base)
+    _kits_csv(work / "sauron" / "eval" / "case_metrics.csv", pruned)
+    results = {"baseline": {"macs": 100.0, "class_dice": {"kidney": 0.8, "tumour": 0.2}},
+               "sauron": {"macs": 50.0, "class_dice": {"kidney": 0.7, "tumour": 0.2}}}
+    (work / "results.json").write_text(json.dumps(results))
+    result = summary.summarise([work], resamples=200)
+    assert set(summary.read_work(work)["scores"]["sauron"]) == set(CASES)  # case_00000/imaging -> case_00000
+    # the case without a tumour scores its kidney alone (0.8 vs 0.7), the others the mean of both (0.5 vs 0.45)
+    assert result["summary"]["baseline"]["test_dice"] == pytest.approx((0.8 + 5 * 0.5) / 6)
+    assert result["summary"]["sauron"]["dice_vs_reference"]["mean"] == pytest.approx((-0.1 + 5 * -0.05) / 6)
+    assert result["summary"]["sauron"]["class_dice"] == {"kidney": 0.7, "tumour": 0.2}
+    assert "| sauron | baseline | 1 | 50.0% | 0.4917 | kidney 0.700, tumour 0.200 |" in summary.markdown(result)
+
+
+def test_a_method_whose_undefined_dice_cells_differ_from_the_baselines_is_refused(summary, tmp_path):
+    work = _work(tmp_path, 0, {"baseline": _baseline(0), "sauron": _baseline(0)},
+                 {"baseline": 100.0, "sauron": 50.0})
+    _kits_csv(work / "baseline" / "eval" / "case_metrics.csv",
+              {case: (0.8, float("nan") if case == CASES[0] else 0.2) for case in CASES})
+    _kits_csv(work / "sauron" / "eval" / "case_metrics.csv", {case: (0.8, 0.0) for case in CASES})  # ignore_empty off
+    with pytest.raises(summary.SummaryError, match="undefined \\(NaN\\) Dice cells differ from the baseline's"):
+        summary.summarise([work], resamples=200)

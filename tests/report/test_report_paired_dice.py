@@ -11,6 +11,7 @@ from monai_pruning.report.paired_dice import (
     paired_differences,
     paired_interval,
     read_case_scores,
+    undefined_cells,
 )
 
 
@@ -94,3 +95,15 @@ def test_group_means_average_each_centre_and_need_a_centre_for_every_case():
     assert group_means(scores, {"a": "C1", "b": "C1", "c": "C2"}) == {"C1": 0.5, "C2": 0.5}
     with pytest.raises(ValueError, match="no group for cases"):
         group_means(scores, {"a": "C1"})
+
+
+def test_case_scores_can_average_only_the_defined_classes_and_list_the_undefined_cells(tmp_path):
+    path = _csv(tmp_path / "nan.csv", ["a,0.5,nan", "b,0.25,0.75"],
+                header="case,test_mean_dice_kidney,test_mean_dice_tumour")
+    assert read_case_scores(path, undefined="omit") == {"a": 0.5, "b": 0.5}
+    assert undefined_cells(path) == {("a", "test_mean_dice_tumour")}
+    with pytest.raises(ValueError, match="case 'a' has an undefined"):
+        read_case_scores(_csv(tmp_path / "all_nan.csv", ["a,nan,nan"],
+                              header="case,test_mean_dice_kidney,test_mean_dice_tumour"), undefined="omit")
+    with pytest.raises(ValueError, match="undefined must be 'refuse' or 'omit'"):
+        read_case_scores(path, undefined="skip")
