@@ -44,7 +44,8 @@ training size, CPU latency at batch 1 (``--threads`` threads) at the training si
 against a dense network of equal MACs (uniformly narrower widths), and the mean paired per-frame Dice difference
 against the same-seed reference with a 95% bootstrap interval over seeds and frames. A run's ``fps_352``,
 ``latency_s`` and ``latency_352_s`` are in its fastest runtime at 352x352 (``runtime``), and so is
-``pruned_over_dense_352``; ``runtimes`` holds every runtime and size. It also reads how each run of the first seed
+``pruned_over_dense_352``; ``runtimes`` holds every runtime and size; ``frame_dice`` the test Dice of every frame,
+so each interval can be recomputed from the JSON alone. It also reads how each run of the first seed
 trained from its log (MACs left per epoch, validation Dice; unfinished runs too): ``training_curves`` in the JSON, a
 table in the ``.md`` and ``benchmark_polypgen_curves.png``, so a peer or control that degrades, or collapses, shows
 where. It writes ``benchmark_polypgen.json``, ``.md``, ``.png`` and ``_curves.png`` to ``--work`` (and to the
@@ -724,6 +725,9 @@ def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split
             base_macs[seed] = row["macs"]
         row["macs_removed"] = 1.0 - row["macs"] / base_macs[seed] if seed in base_macs else None
         row["test_dice"] = float(np.mean(list(scores[(seed, method)].values())))
+        # the evidence behind every paired interval, kept with the report: run folders hold gigabytes and do not
+        # outlive the machine they trained on
+        row["frame_dice"] = scores[(seed, method)]
         rows.append(row)
         print(f"measured seed {seed} {method}: Dice {row['test_dice']:.4f}, MACs {row['macs'] / 1e6:.1f} M", flush=True)
     add_dice_vs_reference(rows, scores, plans)

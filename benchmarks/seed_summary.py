@@ -13,6 +13,12 @@ against each Torch-Pruning peer, case by case on the seeds where both ran (Taylo
 interval), for "at or above every peer" and where the intervals overlap. Writes
 ``seed_summary.json`` and ``seed_summary.md`` to ``--out``; the table says whether the cases are synthetic phantoms.
 Every folder must hold ``results.json`` (the benchmark's measurement), ``split/split.json`` and the same test cases.
+
+``seed_summary.json`` also keeps what the summary was computed from (``runs``: per seed, each method's MACs, Dice per
+class and Dice per test case), so a published summary is evidence that outlives the work folders: ``--from_summary``
+recomputes the table and intervals from such a file alone (other ``--resamples``, or after a change to this script)::
+
+    python benchmarks/seed_summary.py --from_summary docs/seed_summary_demo.json --out /tmp/again
 """
 
 from __future__ import annotations
@@ -86,9 +92,25 @@ def read_work(work: Path) -> dict[str, Any]:
             raise SummaryError(f"{csv_path}: its undefined (NaN) Dice cells differ from the baseline's, e.g. "
                                f"{differing}: were both evaluated with the same ignore_empty?")
     record = work / "baseline" / "runs" / "run_record.json"
-    return {"work": work, "results": results, "scores": scores, "test": sorted(split["test"]),
-            "seed": json.loads(record.read_text())["seed"] if record.is_file() else None,
-            "synthetic": is_phantom_dataset(Path(split["dataset_dir"]))}
+    return {"work": str(work), "seed": json.loads(record.read_text())["seed"] if record.is_file() else None,
+            "synthetic": is_phantom_dataset(Path(split["dataset_dir"])), "test": sorted(split["test"]),
+            # only what the summary reads: results.json also holds timings and paths of that machine
+            "results": {method: {key: measured[key] for key in ("macs", "class_dice") if key in measured}
+                        for method, measured in results.items() if method in scores},
+            "scores": scores}
+
+
+def read_summary_runs(summary_file: Path) -> list[dict[str, Any]]:
+    """The per-seed runs a ``seed_summary.json`` was computed from (its ``runs``), to summarise them again."""
+    try:
+        runs = json.loads(Path(summary_file).read_text())["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SummaryError(f"{summary_file}: not a seed_summary.json with its runs ({error!r})") from None
+    for run in runs:
+        missing = [key for key in ("work", "seed", "synthetic", "test", "results", "scores") if key not in run]
+        if missing or "baseline" not in run["scores"]:
+            raise SummaryError(f"{summary_file}: run {run.get('work')} lacks {missing or ['the baseline scores']}")
+    return runs
 
 
 def _interval(runs: list[dict[str, Any]], method: str, other: str, resamples: int) -> dict[str, Any]:
@@ -100,7 +122,13 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
     """The summary of ``works`` (one folder per training seed); raises :class:`SummaryError` on a mismatch."""
     if not works:
         raise SummaryError("no work folders given")
-    runs = [read_work(Path(w)) for w in works]
+    return summarise_runs([read_work(Path(w)) for w in works], resamples)
+
+
+def summarise_runs(runs: list[dict[str, Any]], resamples: int = 10000) -> dict[str, Any]:
+    """The summary of per-seed runs as :func:`read_work` returns them (or a summary's ``runs``), with those runs."""
+    if not runs:
+        raise SummaryError("no runs to summarise")
     first = runs[0]
     for run in runs[1:]:
         if run["test"] != first["test"]:
@@ -113,7 +141,7 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
     if repeated:
         raise SummaryError(f"training seed {repeated[0]} appears in more than one folder: "
                            f"{[str(r['work']) for r in runs if r['seed'] == repeated[0]]}")
-    labels = [str(run["seed"]) if run["seed"] is not None else run["work"].name for run in runs]
+    labels = [str(run["seed"]) if run["seed"] is not None else Path(run["work"]).name for run in runs]
     summary: dict[str, dict[str, Any]] = {}
     for method in dict.fromkeys(m for run in runs for m in run["results"]):
         mine = [(label, run) for label, run in zip(labels, runs) if method in run["scores"]]
@@ -140,7 +168,8 @@ def summarise(works: list[Path], resamples: int = 10000) -> dict[str, Any]:
                                      **_interval([run for _, run in both], method, peer, resamples),
                                      "seeds": [label for label, _ in both]})
     return {"synthetic": all(run["synthetic"] for run in runs), "test_cases": len(first["test"]),
-            "works": [str(run["work"]) for run in runs], "summary": summary, "versus_peers": versus_peers}
+            "works": [run["work"] for run in runs], "summary": summary, "versus_peers": versus_peers,
+            "runs": runs}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -175,12 +204,19 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("works", nargs="+", type=Path, help="pruning_benchmark.py --work folders, one per seed")
+    parser.add_argument("works", nargs="*", type=Path, help="pruning_benchmark.py --work folders, one per seed")
+    parser.add_argument("--from_summary", type=Path, metavar="JSON",
+                        help="summarise the runs kept in an earlier seed_summary.json instead of work folders")
     parser.add_argument("--out", type=Path, required=True, help="folder for seed_summary.json and seed_summary.md")
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
     args = parser.parse_args(argv)
+    if bool(args.works) == bool(args.from_summary):
+        parser.error("give either work folders or --from_summary, not both")
     try:
-        result = summarise(args.works, resamples=args.resamples)
+        if args.from_summary:
+            result = summarise_runs(read_summary_runs(args.from_summary), resamples=args.resamples)
+        else:
+            result = summarise(args.works, resamples=args.resamples)
     except (SummaryError, ValueError) as error:
         raise SystemExit(f"seed_summary: {error}") from None
     args.out.mkdir(parents=True, exist_ok=True)

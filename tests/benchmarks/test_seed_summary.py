@@ -175,3 +175,42 @@ def test_a_method_whose_undefined_dice_cells_differ_from_the_baselines_is_refuse
     _kits_csv(work / "sauron" / "eval" / "case_metrics.csv", {case: (0.8, 0.0) for case in CASES})  # ignore_empty off
     with pytest.raises(summary.SummaryError, match="undefined \\(NaN\\) Dice cells differ from the baseline's"):
         summary.summarise([work], resamples=200)
+
+
+def test_the_written_summary_keeps_its_runs_and_recomputes_the_same_table_without_the_work_folders(summary, tmp_path):
+    works = []
+    for seed in range(3):
+        base = _baseline(seed)
+        taylorfo = {case: value - 0.01 * (seed + 1) for case, value in base.items()}
+        works.append(_work(tmp_path / "works", seed, {"baseline": base, "baseline_ft": base, "taylorfo": taylorfo},
+                           {"baseline": 100.0, "baseline_ft": 100.0, "taylorfo": 30.0}))
+    summary.main([*map(str, works), "--out", str(tmp_path / "first"), "--resamples", "300"])
+    written = json.loads((tmp_path / "first" / "seed_summary.json").read_text())
+    assert [run["seed"] for run in written["runs"]] == [0, 1, 2]
+    assert written["runs"][2]["scores"]["taylorfo"]["case_00001"] == pytest.approx(0.5 + 0.05 + 0.02 - 0.03)
+    assert written["runs"][0]["results"]["taylorfo"] == {"macs": 30.0}
+    import shutil
+
+    shutil.rmtree(tmp_path / "works")  # the evidence must outlive the work folders
+    summary.main(["--from_summary", str(tmp_path / "first" / "seed_summary.json"), "--out", str(tmp_path / "again"),
+                  "--resamples", "300"])
+    again = json.loads((tmp_path / "again" / "seed_summary.json").read_text())
+    assert again == written
+    assert (tmp_path / "again" / "seed_summary.md").read_text() == (tmp_path / "first" / "seed_summary.md").read_text()
+    assert again["summary"]["taylorfo"]["dice_vs_reference"]["mean"] == pytest.approx(-0.02)
+
+
+def test_a_summary_file_without_its_runs_is_refused_with_one_line(summary, tmp_path):
+    old = tmp_path / "seed_summary.json"
+    old.write_text(json.dumps({"summary": {}, "works": []}))  # written before the runs were kept
+    with pytest.raises(SystemExit) as raised:
+        summary.main(["--from_summary", str(old), "--out", str(tmp_path / "out")])
+    assert "\n" not in str(raised.value) and "not a seed_summary.json with its runs" in str(raised.value)
+
+
+def test_work_folders_and_a_summary_file_together_or_neither_are_a_usage_error(summary, tmp_path):
+    work = _work(tmp_path, 0, {"baseline": _baseline(0)}, {"baseline": 100.0})
+    for argv in ([str(work), "--from_summary", "x.json"], []):
+        with pytest.raises(SystemExit) as raised:
+            summary.main([*argv, "--out", str(tmp_path / "out")])
+        assert raised.value.code == 2
