@@ -44,7 +44,9 @@ from torch_pruning_peer import TorchPruningPeer  # noqa: E402
 
 def tag_positions(network: torch.nn.Module) -> None:
     """Set every parameter's ``.grad`` to its elements' positions (``arange``), for :func:`removed_channels`."""
-    for param in network.parameters():
+    for name, param in network.named_parameters():
+        if param.numel() >= 2**24:  # float32 holds every integer position exactly only below 2**24
+            raise ValueError(f"{name}: {param.numel()} elements, too many to carry their positions in float32")
         param.grad = torch.arange(param.numel(), dtype=torch.float32).view_as(param).to(param.dtype)
 
 

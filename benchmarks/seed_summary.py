@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
     args = parser.parse_args(argv)
     if bool(args.works) == bool(args.from_summary):
-        parser.error("give either work folders or --from_summary, not both")
+        parser.error("give the work folders or --from_summary, one of the two")
     try:
         if args.from_summary:
             result = summarise_runs(read_summary_runs(args.from_summary), resamples=args.resamples)
