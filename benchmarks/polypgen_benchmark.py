@@ -725,8 +725,8 @@ def report(runs: dict[tuple[int, str], RunFolder], plans: dict[str, Plan], split
             base_macs[seed] = row["macs"]
         row["macs_removed"] = 1.0 - row["macs"] / base_macs[seed] if seed in base_macs else None
         row["test_dice"] = float(np.mean(list(scores[(seed, method)].values())))
-        # the evidence behind every paired interval, kept with the report: run folders hold gigabytes and do not
-        # outlive the machine they trained on
+        # the evidence behind every paired interval, kept with the report: the run folders (checkpoints) are too
+        # large to publish and need not outlive the machine they trained on
         row["frame_dice"] = scores[(seed, method)]
         rows.append(row)
         print(f"measured seed {seed} {method}: Dice {row['test_dice']:.4f}, MACs {row['macs'] / 1e6:.1f} M", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -189,8 +190,6 @@ def test_the_written_summary_keeps_its_runs_and_recomputes_the_same_table_withou
     assert [run["seed"] for run in written["runs"]] == [0, 1, 2]
     assert written["runs"][2]["scores"]["taylorfo"]["case_00001"] == pytest.approx(0.5 + 0.05 + 0.02 - 0.03)
     assert written["runs"][0]["results"]["taylorfo"] == {"macs": 30.0}
-    import shutil
-
     shutil.rmtree(tmp_path / "works")  # the evidence must outlive the work folders
     summary.main(["--from_summary", str(tmp_path / "first" / "seed_summary.json"), "--out", str(tmp_path / "again"),
                   "--resamples", "300"])
