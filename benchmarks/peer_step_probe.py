@@ -26,7 +26,7 @@ import logging
 import sys
 import types
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from monai_pruning.engine import ChannelPruner, load_pruned_network  # noqa: E402
 from monai_pruning.measure import count_macs  # noqa: E402
-from torch_pruning_peer import TorchPruningPeer  # noqa: E402
+from torch_pruning_peer import TorchPruningPeer, element_positions  # noqa: E402
 
 
 def tag_positions(network: torch.nn.Module) -> None:
-    """Set every parameter's ``.grad`` to its elements' positions (``arange``), for :func:`removed_channels`."""
+    """Set every parameter's ``.grad`` to its elements' positions, for :func:`removed_channels`."""
     for name, param in network.named_parameters():
-        if param.numel() >= 2**24:  # float32 holds every integer position exactly only below 2**24
-            raise ValueError(f"{name}: {param.numel()} elements, too many to carry their positions in float32")
-        param.grad = torch.arange(param.numel(), dtype=torch.float32).view_as(param).to(param.dtype)
+        param.grad = element_positions(name, param)
 
 
 def removed_channels(cut: torch.nn.Module, original: torch.nn.Module, pruner: ChannelPruner) -> dict[str, list[int]]:
@@ -79,9 +77,10 @@ def first_peer_step(network: torch.nn.Module, peer: TorchPruningPeer, example_sh
     ``peer``'s steps of epoch 1 on ``network`` (changed in place), and the same channels cut by our engine from a copy
     of the network as it was: ``{"removals", "macs_before", "macs_after", "ours", "max_difference"}``.
     """
+    sample_shape = (1, *example_shape[1:])
     original = copy.deepcopy(network).eval()
-    pruner = ChannelPruner(original, (1, *example_shape[1:]))
-    macs_before = count_macs(original, (1, *example_shape[1:]))
+    pruner = ChannelPruner(original, sample_shape)
+    macs_before = count_macs(original, sample_shape)
     network.train()
     tag_positions(network)
     engine = types.SimpleNamespace(state=types.SimpleNamespace(epoch=1), network=network,
@@ -95,14 +94,14 @@ def first_peer_step(network: torch.nn.Module, peer: TorchPruningPeer, example_sh
     removals = removed_channels(network, original, pruner)
     network.zero_grad(set_to_none=True)
     ours = copy.deepcopy(original)
-    ChannelPruner(ours, (1, *example_shape[1:])).cut(removals)
+    ChannelPruner(ours, sample_shape).cut(removals)
     network.eval()
     ours.eval()
-    sample = torch.randn((1, *example_shape[1:]), generator=torch.Generator().manual_seed(0))
+    sample = torch.randn(sample_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         difference = float((network(sample) - ours(sample)).abs().max())
-    return {"removals": removals, "macs_before": macs_before,
-            "macs_after": count_macs(network, (1, *example_shape[1:])), "ours": ours, "max_difference": difference}
+    return {"removals": removals, "macs_before": macs_before, "macs_after": count_macs(network, sample_shape),
+            "ours": ours, "max_difference": difference}
 
 
 def _typed(value: Any) -> Any:
@@ -122,14 +121,20 @@ def _parser(config: Mapping[str, Any], bundle_root: Path) -> ConfigParser:
     return parser
 
 
-def validation_dice(network: torch.nn.Module, config: Mapping[str, Any], bundle_root: Path) -> float:
-    """The bundle's key validation metric of ``network`` on the run's validation split."""
-    parser = _parser(config, bundle_root)
-    evaluator = parser.get_parsed_content("validate#evaluator")
-    evaluator.network = network
+def validator(config: Mapping[str, Any], bundle_root: Path) -> Callable[[torch.nn.Module], float]:
+    """
+    The bundle's key validation metric on the run's validation split, as a function of the network: the evaluator
+    and its data are built once and each call runs it on another network.
+    """
+    evaluator = _parser(config, bundle_root).get_parsed_content("validate#evaluator")
     evaluator.logger.setLevel(logging.WARNING)
-    evaluator.run()
-    return float(evaluator.state.metrics[evaluator.state.key_metric_name])
+
+    def validation_dice(network: torch.nn.Module) -> float:
+        evaluator.network = network
+        evaluator.run()
+        return float(evaluator.state.metrics[evaluator.state.key_metric_name])
+
+    return validation_dice
 
 
 def probe(peer_run: Path, per_group: bool = False) -> dict[str, Any]:
@@ -148,31 +153,32 @@ def probe(peer_run: Path, per_group: bool = False) -> dict[str, Any]:
     if settings["importance"] != "l1":
         raise SystemExit(f"peer_step_probe: {peer_run} is a {settings['importance']!r} peer; only the L1 peer is "
                          "probed (Taylor importance needs the training loop's gradients)")
-    example_shape = tuple(int(s) for s in _parser(base_config, baseline).get_parsed_content("example_shape"))
+    base_parser = _parser(base_config, baseline)
+    example_shape = tuple(int(s) for s in base_parser.get_parsed_content("example_shape"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        network = load_pruned_network(_parser(base_config, baseline).get_parsed_content("network_def"), str(checkpoint))
-        before = validation_dice(network, base_config, baseline)
+        network = load_pruned_network(base_parser.get_parsed_content("network_def"), str(checkpoint))
+        validation_dice = validator(base_config, baseline)
+        before = validation_dice(network)
         peer = TorchPruningPeer(importance=settings["importance"], target_macs=int(settings["target_macs"]),
                                 steps=int(settings["steps"]), example_shape=example_shape,
                                 global_pruning=bool(settings["global_pruning"]))
         original = copy.deepcopy(network)
         step = first_peer_step(network, peer, example_shape)
-        result = {"peer_run": str(peer_run), "importance": settings["importance"],
-                  "global_pruning": bool(settings["global_pruning"]),
+        result = {"peer_run": str(peer_run), "importance": peer.importance, "global_pruning": peer.global_pruning,
                   "macs_removed": 1.0 - step["macs_after"] / step["macs_before"],
                   "epoch_1_target_removed": (peer.start_macs - peer.target_macs) / peer.steps / peer.start_macs,
                   "channels_cut": {g: len(v) for g, v in step["removals"].items()},
                   "max_output_difference_vs_our_engine": step["max_difference"],
                   "validation_dice_before": before,
-                  "validation_dice_after": validation_dice(network, base_config, baseline),
-                  "validation_dice_after_our_cut": validation_dice(step["ours"], base_config, baseline)}
+                  "validation_dice_after": validation_dice(network),
+                  "validation_dice_after_our_cut": validation_dice(step["ours"])}
         if per_group:
             alone = {}
             for name, removed in step["removals"].items():
                 single = copy.deepcopy(original)
                 ChannelPruner(single, (1, *example_shape[1:])).cut({name: removed})
-                alone[name] = validation_dice(single, base_config, baseline)
+                alone[name] = validation_dice(single)
                 print(f"  {name}: {len(removed)} channel(s) cut alone -> validation Dice {alone[name]:.4f}", flush=True)
             result["validation_dice_group_alone"] = alone
     return result

@@ -43,11 +43,25 @@ from monai_pruning.handlers.pruning_base import preserved_rng
 from monai_pruning.handlers.taylorfo_scoring import batch_norms_in_eval
 from monai_pruning.measure import count_macs
 
-__all__ = ["FlooredImportance", "TorchPruningPeer", "leaves_at_least", "match_instance_norm_widths",
-           "prune_keeping_optimizer_state"]
+__all__ = ["FlooredImportance", "TorchPruningPeer", "element_positions", "leaves_at_least",
+           "match_instance_norm_widths", "prune_keeping_optimizer_state"]
 
 IMPORTANCES = ("taylor", "l1")
 _EXACT_POSITIONS = 2**24  # element positions carried through ``.grad`` must be exact in float32
+
+
+def element_positions(name: str, param: torch.Tensor) -> torch.Tensor:
+    """
+    The position of every element of ``param``, shaped like it: set as its ``.grad`` before a Torch-Pruning cut, what
+    remains afterwards names the elements kept (Torch-Pruning slices ``.grad`` with the weight).
+
+    Raises:
+        ValueError: ``param`` is not float32/float64 or has 2**24 elements or more (positions would not be exact).
+    """
+    if param.dtype not in (torch.float32, torch.float64) or param.numel() >= _EXACT_POSITIONS:
+        raise ValueError(f"TorchPruningPeer: cannot follow the elements of parameter {name!r} "
+                         f"({param.dtype}, {param.numel()} elements) through a cut.")
+    return torch.arange(param.numel(), dtype=param.dtype, device=param.device).view_as(param)
 
 
 def prune_keeping_optimizer_state(network: torch.nn.Module, prune: Callable[[], None],
@@ -68,11 +82,9 @@ def prune_keeping_optimizer_state(network: torch.nn.Module, prune: Callable[[], 
     before = dict(network.named_parameters())
     saved = {}
     for name, param in before.items():
-        if param.dtype not in (torch.float32, torch.float64) or param.numel() >= _EXACT_POSITIONS:
-            raise ValueError(f"TorchPruningPeer: cannot follow the elements of parameter {name!r} "
-                             f"({param.dtype}, {param.numel()} elements) through a cut.")
+        positions = element_positions(name, param)
         saved[name] = param.grad
-        param.grad = torch.arange(param.numel(), dtype=param.dtype, device=param.device).view_as(param)
+        param.grad = positions
     prune()
     replaced = {}
     for name, param in network.named_parameters():
